@@ -1,0 +1,53 @@
+# The two commands of the README:
+#   make book   create .venv, install ntknotes with the book extras, execute every chapter, build _build/html
+#   make test   create .venv, install everything, run pytest, nbval over every chapter, and a -W book build
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CHAPTERS := $(wildcard book/[0-9][0-9]_*.ipynb)
+
+.PHONY: book test venv pytest nbval book-strict chromium twins clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --path-output . --keep-going
+	@echo "built _build/html/index.html"
+
+# Debian's chromium for the page-rendering test; skipped quietly where apt is not usable.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "chromium could not be installed; the page test will be skipped"; \
+	  else echo "no root/apt: the page test will be skipped"; fi; }
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest tests -q --ignore=tests/test_site.py
+
+nbval: $(STAMP)
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider $(CHAPTERS)
+
+book-strict: $(STAMP)
+	rm -rf _build/html _build/.doctrees
+	$(BIN)/jupyter-book build . --path-output . -W -n --keep-going
+
+test: $(STAMP) chromium
+	$(MAKE) pytest
+	$(MAKE) nbval
+	$(MAKE) book-strict
+	$(BIN)/python -m pytest tests/test_site.py -q
+
+# Re-create the Colab twins (book/NN_name.ipynb, no outputs) from their MyST sources.
+twins: $(STAMP)
+	$(BIN)/jupytext --to ipynb --update-metadata '{"jupytext": null}' book/[0-9][0-9]_*.md
+
+clean:
+	rm -rf _build
