@@ -1,0 +1,208 @@
+"""The trainer against closed forms and hand-written loops; the linearization; ensembles."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ntknotes  # noqa: F401  (float64)
+from ntknotes.empirical import empirical_ntk
+from ntknotes.networks import MLP
+from ntknotes.training import gradient_descent, linearize, loss_function, train, train_ensemble
+
+
+def _linear_problem(n=12, d=5, k=2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = rng.normal(size=(n, k))
+    theta0 = rng.normal(size=(d, k))
+    return x, y, theta0
+
+
+def _linear_apply(theta, x):
+    return x @ theta
+
+
+def test_gd_on_linear_model_matches_closed_form():
+    # f(θ, X) = Xθ, total MSE: the residual after s steps is (I − η X Xᵀ)^s (Xθ₀ − y)
+    x, y, theta0 = _linear_problem()
+    gram = x @ x.T
+    lr = 1.0 / np.linalg.eigvalsh(gram).max()
+    steps = [0, 1, 7, 50, 200]
+    h = gradient_descent(_linear_apply, jnp.asarray(theta0), jnp.asarray(x), jnp.asarray(y),
+                         lr=lr, steps=200, record_steps=steps)
+    a = np.eye(len(x)) - lr * gram
+    for i, s in enumerate(steps):
+        expected = y + np.linalg.matrix_power(a, s) @ (x @ theta0 - y)
+        np.testing.assert_allclose(h.outputs[i], expected, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(h.loss[i], 0.5 * np.sum((expected - y) ** 2), rtol=1e-10)
+    np.testing.assert_array_equal(h.steps, steps)
+
+
+def test_momentum_sgd_matches_hand_written_loop():
+    x, y, theta0 = _linear_problem(n=10, d=4, k=1, seed=3)
+    lr, mu, bs, n_steps = 0.02, 0.7, 4, 30
+    key = jax.random.PRNGKey(5)
+    h = train(_linear_apply, jnp.asarray(theta0), jnp.asarray(x), jnp.asarray(y), lr=lr, steps=n_steps,
+              momentum=mu, batch_size=bs, key=key, record_steps=[n_steps])
+    theta, vel = theta0.copy(), np.zeros_like(theta0)
+    n = len(x)
+    for step in range(1, n_steps + 1):
+        idx = np.asarray(jax.random.permutation(jax.random.fold_in(key, step), n))[:bs]
+        xb, yb = x[idx], y[idx]
+        grad = (n / bs) * xb.T @ (xb @ theta - yb)  # total loss rescaled to the full set
+        vel = mu * vel + grad
+        theta = theta - lr * vel
+    np.testing.assert_allclose(np.asarray(h.params), theta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h.outputs[-1], x @ theta, rtol=1e-10, atol=1e-12)
+
+
+def test_full_batch_momentum_matches_hand_written_loop():
+    x, y, theta0 = _linear_problem(n=8, d=3, k=2, seed=4)
+    lr, mu = 0.01, 0.9
+    h = train(_linear_apply, jnp.asarray(theta0), jnp.asarray(x), jnp.asarray(y), lr=lr, steps=25,
+              momentum=mu, loss="mean_mse", record_steps=[25])
+    theta, vel = theta0.copy(), np.zeros_like(theta0)
+    for _ in range(25):
+        vel = mu * vel + x.T @ (x @ theta - y) / len(x)
+        theta = theta - lr * vel
+    np.testing.assert_allclose(np.asarray(h.params), theta, rtol=1e-10)
+
+
+def test_gradient_descent_is_train_without_extras():
+    net = MLP(in_dim=3, width=16, depth=2, activation="tanh")
+    x = jax.random.normal(jax.random.PRNGKey(0), (6, 3))
+    y = jnp.cos(x[:, :1])
+    p0 = net.init(jax.random.PRNGKey(1))
+    a = gradient_descent(net.apply, p0, x, y, lr=0.1, steps=20, x_eval=x[:2], param_fn=lambda p: p[0]["W"][0])
+    b = train(net.apply, p0, x, y, lr=0.1, steps=20, x_eval=x[:2], param_fn=lambda p: p[0]["W"][0])
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+    np.testing.assert_array_equal(a.tracked, b.tracked)
+    assert a.eval_outputs.shape == (len(a.steps), 2, 1)
+    assert a.loss[-1] < a.loss[0]
+
+
+def test_cross_entropy_decreases_and_matches_formula():
+    f = jnp.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    y = jnp.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    logp = f - np.log(np.exp(np.asarray(f)).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(loss_function("xent")(f, y), -np.mean(np.sum(np.asarray(y) * logp, axis=1)))
+    net = MLP(in_dim=4, width=32, depth=1, out_dim=3)
+    x = jax.random.normal(jax.random.PRNGKey(2), (9, 4))
+    labels = jnp.arange(9) % 3
+    h = train(net.apply, net.init(jax.random.PRNGKey(3)), x, jax.nn.one_hot(labels, 3), lr=2.0, steps=200, loss="xent")
+    assert h.loss[-1] < 0.5 * h.loss[0]
+
+
+def test_linearization_agrees_to_first_order():
+    net = MLP(in_dim=3, width=32, depth=2, activation="tanh", sigma_w=1.3, sigma_b=0.2)
+    p0 = net.init(jax.random.PRNGKey(0))
+    v = net.init(jax.random.PRNGKey(1))  # a random direction with the same structure
+    x = jax.random.normal(jax.random.PRNGKey(2), (5, 3))
+    f_lin = linearize(net.apply, p0)
+    np.testing.assert_allclose(f_lin(p0, x), net.apply(p0, x), rtol=1e-13)
+
+    def gap(eps):
+        p = jax.tree_util.tree_map(lambda a, b: a + eps * b, p0, v)
+        return float(jnp.max(jnp.abs(f_lin(p, x) - net.apply(p, x))))
+
+    g1, g2, g3 = gap(1e-2), gap(5e-3), gap(2.5e-3)
+    # halving ε divides an O(ε²) remainder by 4
+    assert 3.5 < g1 / g2 < 4.5 and 3.5 < g2 / g3 < 4.5, (g1, g2, g3)
+    # and f_lin is exactly affine in θ
+    pa = jax.tree_util.tree_map(lambda a, b: a + 0.3 * b, p0, v)
+    pb = jax.tree_util.tree_map(lambda a, b: a + 0.9 * b, p0, v)
+    np.testing.assert_allclose(f_lin(pb, x) - f_lin(p0, x), 3 * (f_lin(pa, x) - f_lin(p0, x)), rtol=1e-10)
+
+
+def test_linearized_training_follows_empirical_kernel_dynamics():
+    net = MLP(in_dim=4, width=24, depth=2, activation="relu", sigma_w=1.4, sigma_b=0.1)
+    p0 = net.init(jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (7, 4))
+    xt = jax.random.normal(jax.random.PRNGKey(2), (3, 4))
+    y = jnp.sin(x[:, :1])
+    theta = np.asarray(empirical_ntk(net.apply, p0, x))
+    theta_t = np.asarray(empirical_ntk(net.apply, p0, xt, x))
+    lr = 1.0 / np.linalg.eigvalsh(theta).max()
+    steps = 40
+    h = train(net.apply, p0, x, y, lr=lr, steps=steps, linearized=True, x_eval=xt, record_steps=[steps])
+    f0, ft0 = np.asarray(net.apply(p0, x)), np.asarray(net.apply(p0, xt))
+    a = np.eye(len(x)) - lr * theta
+    expected = np.asarray(y) + np.linalg.matrix_power(a, steps) @ (f0 - np.asarray(y))
+    np.testing.assert_allclose(h.outputs[-1], expected, rtol=1e-9, atol=1e-10)
+    # the test points move by −η Σ_s Θ(x*, X) r_s
+    r = f0 - np.asarray(y)
+    move = np.zeros_like(ft0)
+    for _ in range(steps):
+        move -= lr * theta_t @ r
+        r = a @ r
+    np.testing.assert_allclose(h.eval_outputs[-1], ft0 + move, rtol=1e-9, atol=1e-10)
+    # the public linearize gives the same run
+    h2 = train(linearize(net.apply, p0), p0, x, y, lr=lr, steps=steps, x_eval=xt, record_steps=[steps])
+    np.testing.assert_allclose(h2.eval_outputs, h.eval_outputs, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("linearized,batch", [(False, None), (True, None), (False, 3)])
+def test_ensemble_equals_independent_runs(linearized, batch):
+    net = MLP(in_dim=2, width=16, depth=1, activation="erf")
+    x = jax.random.normal(jax.random.PRNGKey(0), (6, 2))
+    y = x[:, :1] * x[:, 1:]
+    keys = jax.random.split(jax.random.PRNGKey(9), 5)
+    kw = dict(lr=0.2, steps=15, linearized=linearized, batch_size=batch, x_eval=x[:2], record_steps=[0, 5, 15])
+    ens = train_ensemble(net.apply, net.init, keys, x, y, chunk_size=2, keep_params=True, **kw)
+    assert ens.loss.shape == (5, 3) and ens.outputs.shape == (5, 3, 6, 1) and ens.eval_outputs.shape == (5, 3, 2, 1)
+    for e in (0, 4):
+        k_init, k_batch = jax.random.split(keys[e])
+        one = train(net.apply, net.init(k_init), x, y, key=k_batch, **kw)
+        np.testing.assert_allclose(ens.outputs[e], one.outputs, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(ens.eval_outputs[e], one.eval_outputs, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(ens.params[0]["W"][e], one.params[0]["W"], rtol=1e-12, atol=1e-13)
+    # members really differ
+    assert np.abs(ens.outputs[0, 0] - ens.outputs[1, 0]).max() > 1e-3
+
+
+def test_divergence_is_reported():
+    x, y, theta0 = _linear_problem()
+    lr = 2.5 / np.linalg.eigvalsh(x @ x.T).max()
+    with pytest.raises(FloatingPointError, match="diverged"):
+        gradient_descent(_linear_apply, jnp.asarray(theta0), jnp.asarray(x), jnp.asarray(y), lr=lr, steps=3000)
+    h = gradient_descent(_linear_apply, jnp.asarray(theta0), jnp.asarray(x), jnp.asarray(y), lr=lr, steps=3000,
+                         raise_on_divergence=False)
+    assert h.diverged
+
+
+def test_bad_inputs():
+    x, y, theta0 = _linear_problem(n=6, d=3, k=1)
+    x, y, theta0 = jnp.asarray(x), jnp.asarray(y), jnp.asarray(theta0)
+    with pytest.raises(ValueError, match="lr"):
+        train(_linear_apply, theta0, x, y, lr=0.0, steps=3)
+    with pytest.raises(TypeError, match="steps"):
+        train(_linear_apply, theta0, x, y, lr=0.1, steps=2.5)
+    with pytest.raises(ValueError, match="momentum"):
+        train(_linear_apply, theta0, x, y, lr=0.1, steps=3, momentum=1.0)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(_linear_apply, theta0, x, y, lr=0.1, steps=3, batch_size=7, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="PRNG key"):
+        train(_linear_apply, theta0, x, y, lr=0.1, steps=3, batch_size=2)
+    with pytest.raises(ValueError, match="loss"):
+        train(_linear_apply, theta0, x, y, lr=0.1, steps=3, loss="hinge")
+    with pytest.raises(ValueError, match="targets"):
+        train(_linear_apply, theta0, x, jnp.zeros((6, 2)), lr=0.1, steps=3)
+    with pytest.raises(ValueError, match="NaN"):
+        train(_linear_apply, theta0, x.at[0, 0].set(jnp.nan), y, lr=0.1, steps=3)
+    with pytest.raises(ValueError, match="record_steps"):
+        train(_linear_apply, theta0, x, y, lr=0.1, steps=3, record_steps=[5])
+    with pytest.raises(ValueError, match="x_eval"):
+        train(_linear_apply, theta0, x, y, lr=0.1, steps=3, x_eval=jnp.zeros((2, 4)))
+    with pytest.raises(TypeError, match="apply"):
+        train("net", theta0, x, y, lr=0.1, steps=3)
+    with pytest.raises(TypeError, match="apply"):
+        linearize(None, theta0)
+    with pytest.raises(ValueError, match="structure"):
+        linearize(_linear_apply, theta0)(jnp.zeros((4, 1)), x)
+    with pytest.raises(ValueError, match="keys"):
+        train_ensemble(_linear_apply, lambda k: theta0, jax.random.PRNGKey(0), x, y, lr=0.1, steps=3)
+    with pytest.raises(TypeError, match="init"):
+        train_ensemble(_linear_apply, theta0, jax.random.split(jax.random.PRNGKey(0), 2), x, y, lr=0.1, steps=3)
+    with pytest.raises(ValueError, match="chunk_size"):
+        train_ensemble(_linear_apply, lambda k: theta0, jax.random.split(jax.random.PRNGKey(0), 2), x, y,
+                       lr=0.1, steps=3, chunk_size=0)
