@@ -522,7 +522,7 @@ def plot_labels(result: LabelResult):
 
 
 def plot_step_sizes(result: StepSizeResult, products=(0.1, 0.5, 1.0, 1.5, 1.9, 2.05)):
-    """Left: |1 − ηλ|^k against e^{−ηλk} for several ηλ. Right: loss curves at each step size."""
+    """Left: the absolute GD factor (1 − ηλ)^k against e^{−ηλk} for several ηλ. Right: loss curves at each step size."""
     from ..plotting import COLORS, figure
 
     fig, ax = figure(2, width=4.0, height=3.1)
