@@ -209,3 +209,15 @@ def test_small_recursion_experiments():
     lay = rec.layer_contributions_experiment(depth=2, width=256, n_seeds=2)
     assert lay.empirical.shape == (2, 3, 4, 4) and lay.analytic.shape == (3, 4, 4)
     np.testing.assert_allclose(np.diagonal(lay.analytic, axis1=1, axis2=2), 1.0, rtol=1e-12)
+
+
+def test_nested_kernel_errors_against_direct_computation(x3):
+    net = MLP(in_dim=3, width=16, depth=2, sigma_w=1.3, sigma_b=0.2)
+    key = jax.random.PRNGKey(7)
+    p0 = net.init(jax.random.split(key, 2)[0])
+    ref = gp.feature_kernel(net, p0, x3)
+    errs = gp.nested_kernel_errors(net, gp.feature_kernel, x3, key, (4, 16), 2, ref)
+    assert errs.shape == (2, 2)
+    assert errs[1, 0] < 1e-14  # network 0 at full width is the reference itself
+    small = gp.feature_kernel(*gp.subnetwork(net, p0, 4), x3)
+    np.testing.assert_allclose(errs[0, 0], np.linalg.norm(small - ref) / np.linalg.norm(ref), rtol=1e-12)
