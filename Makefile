@@ -9,8 +9,10 @@ CHAPTERS := $(wildcard book/[0-9][0-9]_*.ipynb)
 
 .PHONY: book test venv pytest nbval book-strict chromium twins clean
 
+# The virtual environment; re-installed when the dependency lists change. Where the stdlib
+# venv lacks ensurepip (Debian without python3-venv), virtualenv from pip stands in.
 $(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install -q --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test]"
 	touch $(STAMP)
@@ -33,6 +35,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest tests -q --ignore=tests/test_site.py
 
 nbval: $(STAMP)
+	@test -n "$(CHAPTERS)" || { echo "no chapter notebooks book/NN_*.ipynb found"; exit 1; }
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider $(CHAPTERS)
 
 book-strict: $(STAMP)

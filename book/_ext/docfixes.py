@@ -1,0 +1,61 @@
+"""Two small Sphinx fixes so that the strict book build (-W -n) judges the docstrings' content.
+
+1. Docstrings are written for readers of the source, so they use ``|x|`` for absolute values.
+   In reStructuredText ``|x|`` is a substitution reference, an error when undefined. Outside
+   literals, roles, literal blocks and tables, a ``|`` in a docstring is escaped to mean the
+   character itself.
+2. sphinx.ext.viewcode (Sphinx 7.4) marks modules without readable source (``builtins``,
+   reached through an alias such as ``Params = list``) as ``False`` and writes no page for
+   them, yet still lists them in ``_modules/index.html``, a broken link. Those entries are
+   dropped just before viewcode collects its pages.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# ``literal``, :role:`text` and `interpreted text` stay as they are
+_PROTECTED = re.compile(r"(``.+?``|(?::[\w:+-]+:)?`[^`]+`_{0,2})")
+
+
+def escape_pipes(line: str) -> str:
+    """``line`` with every ``|`` outside literals and roles escaped (tables and line blocks untouched)."""
+    if "|" not in line or line.lstrip().startswith(("|", "+")):
+        return line
+    parts = _PROTECTED.split(line)
+    return "".join(p if i % 2 else re.sub(r"(?<!\\)\|", r"\\|", p) for i, p in enumerate(parts))
+
+
+def escape_docstring(lines: list[str]) -> list[str]:
+    """Apply :func:`escape_pipes` to every line outside literal blocks (``::``) and doctests."""
+    out, literal_indent = [], None
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        if literal_indent is not None and line.strip() and indent <= literal_indent:
+            literal_indent = None
+        if literal_indent is not None or line.lstrip().startswith(">>>") or ".. code" in line:
+            out.append(line)
+        else:
+            out.append(escape_pipes(line))
+        if literal_indent is None and line.rstrip().endswith("::"):
+            literal_indent = indent
+    return out
+
+
+def _process_docstring(app: Any, what: str, name: str, obj: Any, options: Any, lines: list) -> None:
+    lines[:] = escape_docstring(lines)
+
+
+def _drop_sourceless(app: Any) -> list:
+    modules = getattr(app.builder.env, "_viewcode_modules", None)
+    if modules:
+        for name in [name for name, entry in modules.items() if entry is False]:
+            del modules[name]
+    return []
+
+
+def setup(app: Any) -> dict:
+    app.setup_extension("sphinx.ext.autodoc")
+    app.connect("autodoc-process-docstring", _process_docstring, priority=600)  # after napoleon (500)
+    app.connect("html-collect-pages", _drop_sourceless, priority=400)  # before viewcode (500)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
