@@ -25,6 +25,7 @@ training loss, the outputs on the training inputs and on ``x_eval``, and ``param
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 from typing import Any, Callable, Optional, Sequence
@@ -189,16 +190,20 @@ def _check_data(x: Any, y: Any, x_eval: Any) -> tuple[Array, Array, Optional[Arr
     return jnp.asarray(x), _as_2d(jnp.asarray(y)), (None if x_eval is None else jnp.asarray(x_eval))
 
 
-def _make_run(apply: ApplyFn, x: Array, y: Array, x_eval: Optional[Array], cfg: _Config, track: Callable) -> Callable:
-    """The whole training run as a pure function ``run(params0, key) -> (params, records)``."""
+def _no_track(params: Any) -> tuple:
+    return ()
+
+
+def _make_run(apply: ApplyFn, cfg: _Config, track: Callable) -> Callable:
+    """The whole training run as a pure function ``run(params0, key, x, y, x_eval) -> (params, records)``."""
     loss_fn = LOSSES[cfg.loss]
-    n = x.shape[0]
     rec_arr = np.asarray(cfg.rec)
     n_rec = rec_arr.size
     f = lambda p, xx: _as_2d(apply(p, xx))  # noqa: E731
-    scale = (n / cfg.batch_size) if (cfg.batch_size is not None and cfg.loss in _SUM_LOSSES) else 1.0
 
-    def run(p0: Any, key: Array) -> tuple[Any, Any]:
+    def run(p0: Any, key: Array, x: Array, y: Array, x_eval: Optional[Array]) -> tuple[Any, Any]:
+        n = x.shape[0]
+        scale = (n / cfg.batch_size) if (cfg.batch_size is not None and cfg.loss in _SUM_LOSSES) else 1.0
         if cfg.linearized:
             # cache the forward pass at θ₀ on the training set: each step costs a tangent and its transpose
             out0, tangent = jax.linearize(lambda p: f(p, x), p0)
@@ -250,6 +255,19 @@ def _make_run(apply: ApplyFn, x: Array, y: Array, x_eval: Optional[Array], cfg: 
         return p, bufs
 
     return run
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_run(apply: ApplyFn, cfg: _Config, track: Callable) -> Callable:
+    return jax.jit(_make_run(apply, cfg, track))
+
+
+def _get_run(apply: ApplyFn, cfg: _Config, track: Callable) -> Callable:
+    """The jitted run, reused across calls with the same (hashable) apply, configuration and param_fn."""
+    try:
+        return _compiled_run(apply, cfg, track)
+    except TypeError:  # an unhashable apply or param_fn: compile for this call only
+        return jax.jit(_make_run(apply, cfg, track))
 
 
 def _check_apply(apply: Any, params: Any, x: Array, y: Array) -> None:
@@ -317,10 +335,10 @@ def train(
     x, y, x_eval = _check_data(x, y, x_eval)
     cfg = _check_config(lr, steps, loss, momentum, batch_size, x.shape[0], key, record_steps, linearized)
     _check_apply(apply, params, x, y)
-    track = param_fn if param_fn is not None else (lambda p: ())
-    run = jax.jit(_make_run(apply, x, y, x_eval, cfg, track))
+    track = param_fn if param_fn is not None else _no_track
+    run = _get_run(apply, cfg, track)
     key = jax.random.PRNGKey(0) if key is None else key
-    p_final, (losses, outs, evs, tracked) = run(params, key)
+    p_final, (losses, outs, evs, tracked) = run(params, key, x, y, x_eval)
     rec = np.asarray(cfg.rec)
     losses = np.asarray(losses)
     diverged = _divergence(losses, rec, cfg.lr, raise_on_divergence)
@@ -411,12 +429,12 @@ def train_ensemble(
     x, y, x_eval = _check_data(x, y, x_eval)
     cfg = _check_config(lr, steps, loss, momentum, batch_size, x.shape[0], keys[0], record_steps, linearized)
     _check_apply(apply, jax.eval_shape(init, keys[0]), x, y)
-    track = param_fn if param_fn is not None else (lambda p: ())
-    run = _make_run(apply, x, y, x_eval, cfg, track)
+    track = param_fn if param_fn is not None else _no_track
+    run = _make_run(apply, cfg, track)
 
     def member(k: Array) -> tuple[Any, Any]:
         k_init, k_batch = jax.random.split(k)
-        return run(init(k_init), k_batch)
+        return run(init(k_init), k_batch, x, y, x_eval)
 
     run_chunk = jax.jit(jax.vmap(member))
     n_chunks = math.ceil(n_members / chunk)
