@@ -206,3 +206,81 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="chunk_size"):
         train_ensemble(_linear_apply, lambda k: theta0, jax.random.split(jax.random.PRNGKey(0), 2), x, y,
                        lr=0.1, steps=3, chunk_size=0)
+
+
+# ----------------------------------------------------------------------------
+# the chapter's experiments (ntknotes.experiments.linearization)
+# ----------------------------------------------------------------------------
+import dataclasses  # noqa: E402
+
+from ntknotes.experiments import linearization as lin  # noqa: E402
+
+_SMALL = {
+    "weight_change": dict(widths=(16, 32), n_train=16, seeds=2, steps=5),
+    "tracking": dict(widths=(16, 32), n_train=16, n_test=8, steps=8, n_record=4),
+    "ensemble": dict(members=3, chunk_size=2, width=32, n_train=8, steps=8, record=(0, 4, 8), n_alpha=5),
+    "toy": dict(widths=(10, 20), steps=50),
+    "critical": dict(width=32, n_train=16, steps=10),
+}
+_RUN = {"weight_change": lin.weight_change, "tracking": lin.tracking, "ensemble": lin.ensemble,
+        "toy": lin.toy_predictions, "critical": lin.critical_lr}
+
+
+@pytest.mark.parametrize("name", sorted(_SMALL))
+def test_paper_presets_run_at_reduced_size(name):
+    # the paper's configuration (architecture, activation, dtype, step size) with only the sizes shrunk
+    cfg = dataclasses.replace(lin.PRESETS[name]["paper"], **_SMALL[name])
+    res = _RUN[name](cfg, jax.random.PRNGKey(0))
+    arrays = [v for v in dataclasses.asdict(res).values() if isinstance(v, np.ndarray)]
+    assert arrays and all(np.isfinite(a).any() for a in arrays)
+
+
+def test_ensemble_result_is_cached_and_reloaded(tmp_path):
+    cfg = dataclasses.replace(lin.PRESETS["ensemble"]["ci"], **_SMALL["ensemble"])
+    first = lin.ensemble(cfg, jax.random.PRNGKey(1), cache=tmp_path)
+    files = list(tmp_path.glob("*.npz"))
+    assert len(files) == 1
+    again = lin.ensemble(cfg, jax.random.PRNGKey(1), cache=tmp_path)
+    for f in dataclasses.fields(first):
+        np.testing.assert_array_equal(np.asarray(getattr(again, f.name)), np.asarray(getattr(first, f.name)))
+    # the ensemble moments are those of the members: variance is the unbiased sample variance
+    assert again.ens_var.shape == again.gp_var.shape == (3, 5)
+    lin.ensemble(cfg, jax.random.PRNGKey(2), cache=tmp_path)  # another key, another file
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_result_save_load_round_trip(tmp_path):
+    cfg = dataclasses.replace(lin.PRESETS["weight_change"]["ci"], **_SMALL["weight_change"])
+    res = lin.weight_change(cfg, jax.random.PRNGKey(0))
+    back = lin.WeightChangeResult.load(res.save(tmp_path / "wc.npz"))
+    np.testing.assert_array_equal(back.weight_change, res.weight_change)
+    assert back.slopes == res.slopes and back.lr == res.lr
+
+
+def test_progress_bar_only_when_asked(capsys):
+    net = MLP(in_dim=2, width=8, depth=1)
+    x = jnp.ones((3, 2)) * jnp.arange(3.0)[:, None]
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    train_ensemble(net.apply, net.init, keys, x, x[:, :1], lr=0.1, steps=2, chunk_size=2)
+    assert capsys.readouterr().err == ""
+    train_ensemble(net.apply, net.init, keys, x, x[:, :1], lr=0.1, steps=2, chunk_size=2, progress=True)
+    assert "ensemble" in capsys.readouterr().err
+
+
+def test_experiment_bad_inputs():
+    with pytest.raises(TypeError, match="config"):
+        lin.tracking(lin.ToyConfig(), jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="scale"):
+        lin.toy_predictions("huge", jax.random.PRNGKey(0))
+    with pytest.raises(TypeError, match="key"):
+        lin.toy_predictions("ci", 0)
+    with pytest.raises(ValueError, match="increasing"):
+        lin.TrackingConfig(widths=(256, 64))
+    with pytest.raises(ValueError, match="record"):
+        lin.EnsembleConfig(steps=10, record=(0, 5))
+    with pytest.raises(ValueError, match="at least 2"):
+        lin.EnsembleConfig(members=1)
+    with pytest.raises(ValueError, match="dtype"):
+        lin.CriticalConfig(dtype="float16")
+    with pytest.raises(ValueError, match="factors"):
+        lin.CriticalConfig(factors=(1.0, -2.0))
