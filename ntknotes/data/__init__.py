@@ -4,6 +4,8 @@ Every loader returns a :class:`Dataset` of float arrays with points in rows.
 """
 from .core import Dataset, encode_targets, normalize_inputs, train_test_split
 from .digits import load_digits
+from .files import load_cifar10, load_mnist, read_cifar10_batch, read_idx, write_idx
+from .mnist1d import make_mnist1d, mnist1d_templates
 from .toy import augment_with_one, toy_1d
 
 __all__ = [
@@ -12,6 +14,13 @@ __all__ = [
     "normalize_inputs",
     "train_test_split",
     "load_digits",
+    "load_mnist",
+    "load_cifar10",
+    "read_idx",
+    "write_idx",
+    "read_cifar10_batch",
+    "make_mnist1d",
+    "mnist1d_templates",
     "toy_1d",
     "augment_with_one",
 ]

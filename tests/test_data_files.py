@@ -1,0 +1,125 @@
+"""MNIST idx and CIFAR-10 pickle loaders on tiny files written here, and the paper preset's code
+path on synthetic CIFAR-10 files."""
+import pickle
+
+import jax
+import numpy as np
+import pytest
+
+import ntknotes  # noqa: F401
+from ntknotes.data import load_cifar10, load_mnist, read_idx, write_idx
+
+
+def _write_mnist(d, rng, gz):
+    sfx = ".gz" if gz else ""
+    xtr = rng.integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
+    ltr = (np.arange(12) % 10).astype(np.uint8)
+    xte = rng.integers(0, 256, size=(6, 28, 28), dtype=np.uint8)
+    lte = (np.arange(6) % 10).astype(np.uint8)
+    write_idx(d / f"train-images-idx3-ubyte{sfx}", xtr)
+    write_idx(d / f"train-labels-idx1-ubyte{sfx}", ltr)
+    write_idx(d / f"t10k-images-idx3-ubyte{sfx}", xte)
+    write_idx(d / f"t10k-labels-idx1-ubyte{sfx}", lte)
+    return xtr, ltr, xte, lte
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_roundtrip(tmp_path, gz):
+    xtr, ltr, xte, lte = _write_mnist(tmp_path, np.random.default_rng(0), gz)
+    np.testing.assert_array_equal(read_idx(tmp_path / ("train-images-idx3-ubyte" + (".gz" if gz else ""))), xtr)
+    # the idx header: magic 0x00000803 then the dimensions, big-endian
+    raw = (tmp_path / "t10k-labels-idx1-ubyte").read_bytes() if not gz else None
+    if raw is not None:
+        assert raw[:8] == bytes([0, 0, 8, 1, 0, 0, 0, 6])
+    ds = load_mnist(tmp_path, 12, 6, key=jax.random.PRNGKey(0), normalize="none")
+    assert ds.x_train.shape == (12, 784) and ds.image_shape == (28, 28, 1)
+    # every training image is one of the written ones, with its own label, scaled to [0, 1]
+    flat = xtr.reshape(12, -1) / 255.0
+    for row, lab in zip(ds.x_train, ds.labels_train):
+        i = int(np.argmin(np.abs(flat - row).sum(1)))
+        np.testing.assert_allclose(flat[i], row)
+        assert ltr[i] == lab
+    np.testing.assert_array_equal(np.sort(ds.labels_test), np.sort(lte))
+    assert ds.y_train.shape == (12, 10)
+
+
+def _write_cifar(root, rng, n_per_batch=4, n_batches=2):
+    root.mkdir(parents=True, exist_ok=True)
+    images = []
+    for b in range(n_batches + 1):
+        data = rng.integers(0, 256, size=(n_per_batch, 3072), dtype=np.uint8)
+        labels = list(rng.integers(0, 10, size=n_per_batch))
+        name = "test_batch" if b == n_batches else f"data_batch_{b + 1}"
+        with open(root / name, "wb") as fh:
+            pickle.dump({b"data": data, b"labels": labels, b"batch_label": name.encode()}, fh)
+        images.append((data, labels))
+    return images
+
+
+def test_cifar_layout_and_channels(tmp_path):
+    batches = _write_cifar(tmp_path / "cifar-10-batches-py", np.random.default_rng(1))
+    ds = load_cifar10(tmp_path, 8, 4, key=jax.random.PRNGKey(0), normalize="none")
+    assert ds.image_shape == (32, 32, 3) and ds.x_train.shape == (8, 3072)
+    # a training image, channels first in the file, must come back channels last
+    data = np.concatenate([b[0] for b in batches[:2]])
+    img = ds.images("train")[0] * 255.0
+    i = int(np.argmin(np.abs(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1) - img).sum((1, 2, 3))))
+    np.testing.assert_allclose(data[i].reshape(3, 32, 32)[1], img[:, :, 1])  # green plane
+    assert ds.labels_test.shape == (4,)
+
+
+def test_missing_files_and_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        load_mnist(tmp_path, 2, 2, key=jax.random.PRNGKey(0))
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        load_cifar10(tmp_path, 2, 2, key=jax.random.PRNGKey(0))
+    (tmp_path / "junk").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="idx"):
+        read_idx(tmp_path / "junk")
+    with pytest.raises(TypeError):
+        write_idx(tmp_path / "x", np.zeros(3, dtype=np.float32))
+    _write_mnist(tmp_path, np.random.default_rng(0), False)
+    with pytest.raises(ValueError, match="asked for"):
+        load_mnist(tmp_path, 100, 2, key=jax.random.PRNGKey(0))
+
+
+def test_paper_preset_runs_on_synthetic_cifar(tmp_path):
+    """The ``paper`` preset's code path (CIFAR-10 files, 32×32×3, depths from the seed's table) at a tiny size."""
+    from ntknotes.experiments import in_practice as ip
+
+    _write_cifar(tmp_path / "cifar-10-batches-py", np.random.default_rng(2), n_per_batch=6)
+    cfg = ip.config("paper", data_dir=str(tmp_path), cnn_train=8, cnn_test=4, cnn_depths=(3, 4),
+                    cnn_channels=4, cnn_epochs=2, cnn_batch=4)
+    assert ip.config("paper").cnn_depths == (3, 4, 6, 11, 21) and ip.config("paper").dataset == "cifar10"
+    tab = ip.cnn_table(cfg, jax.random.PRNGKey(0))
+    assert tab.dataset == "CIFAR-10" and list(tab.depths) == [3, 4]
+    for name in ("cnn_v", "cntk_v", "cnn_gap", "cntk_gap"):
+        acc = getattr(tab, name)
+        assert acc.shape == (2,) and np.all((0 <= acc) & (acc <= 1))
+
+
+def test_mnist1d_generation():
+    from ntknotes.data import make_mnist1d, mnist1d_templates
+
+    t = mnist1d_templates()
+    assert t.shape == (10, 12) and np.allclose(t.mean(1), 0)
+    a = make_mnist1d(200, 100, key=jax.random.PRNGKey(0))
+    b = make_mnist1d(200, 100, key=jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(a.x_train, b.x_train)  # determined by the key
+    assert a.x_train.shape == (200, 40) and a.image_shape == (40, 1, 1)
+    assert np.array_equal(np.bincount(a.labels_train, minlength=10), np.full(10, 20))
+    # without noise, shear or translation, an example is its template stretched to 40 points
+    c = make_mnist1d(10, 10, key=jax.random.PRNGKey(1), padding=(0, 0), shear_scale=0.0, max_translation=1,
+                     corr_noise_scale=0.0, iid_noise_scale=0.0)
+    for x, lab in zip(c.x_train, c.labels_train):
+        np.testing.assert_allclose(x, np.interp(np.linspace(0, 1, 40), np.linspace(0, 1, 12), t[lab]), atol=1e-12)
+    # the classes survive the transformations: a nearest-class-mean rule on the shift-invariant
+    # Fourier magnitudes is far above chance (10%)
+    d = make_mnist1d(1000, 300, key=jax.random.PRNGKey(0))
+    f = lambda x: np.abs(np.fft.rfft(x, axis=1))  # noqa: E731
+    tr, te = f(d.x_train), f(d.x_test)
+    means = np.stack([tr[d.labels_train == k].mean(0) for k in range(10)])
+    acc = np.mean(np.argmin(((te[:, None] - means) ** 2).sum(-1), 1) == d.labels_test)
+    assert acc > 0.4, acc
+    with pytest.raises(ValueError, match="padding"):
+        make_mnist1d(10, 10, key=jax.random.PRNGKey(0), padding=(5, 2))
