@@ -6,6 +6,7 @@ from .core import Dataset, encode_targets, normalize_inputs, train_test_split
 from .digits import load_digits
 from .files import load_cifar10, load_mnist, read_cifar10_batch, read_idx, write_idx
 from .mnist1d import make_mnist1d, mnist1d_templates
+from .sphere import DirichletMixture, load_sphere_mixture, two_class_dirichlet
 from .toy import augment_with_one, toy_1d
 
 __all__ = [
@@ -23,4 +24,7 @@ __all__ = [
     "mnist1d_templates",
     "toy_1d",
     "augment_with_one",
+    "DirichletMixture",
+    "two_class_dirichlet",
+    "load_sphere_mixture",
 ]
