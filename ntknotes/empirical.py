@@ -34,7 +34,7 @@ __all__ = ["empirical_ntk", "ntk_vector_product", "mlp_ntk", "mlp_ntk_per_layer"
 Array = jax.Array
 ApplyFn = Callable[[object, Array], Array]
 OUTPUT_MODES = ("trace", "full")
-_JACOBIAN_BUDGET = 2**25  # scalars of Jacobian held at once per block (256 MB in float64)
+_JACOBIAN_BUDGET = 2**26  # scalars of Jacobian held at once per block (512 MB in float64)
 
 
 def _as_2d_output(apply: ApplyFn) -> ApplyFn:
@@ -119,11 +119,12 @@ def empirical_ntk(
     contract = jax.jit(lambda ja, jb: _reduce(jnp.einsum("iap,jbp->iajb", ja, jb), output))
     n1, n2 = x1.shape[0], x2.shape[0]
     starts2 = list(range(0, n2, bs))
-    keep = (not symmetric) and n2 * k * n_params <= 4 * _JACOBIAN_BUDGET
+    # keep every column block's Jacobian when they fit in 4 budgets; otherwise recompute per row block
+    keep = n2 * k * n_params <= 4 * _JACOBIAN_BUDGET
     jac2 = [jac(params, x2[j : j + bs]) for j in starts2] if keep else None
     rows = []
     for i in range(0, n1, bs):
-        ja = jac(params, x1[i : i + bs])
+        ja = jac2[i // bs] if (keep and symmetric) else jac(params, x1[i : i + bs])
         row = []
         for jj, j in enumerate(starts2):
             if symmetric and j < i:

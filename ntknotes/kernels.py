@@ -129,8 +129,7 @@ def _diag_recursion(act: Activation, sq: Array, d: int, sw2: Array, sb2: Array, 
     def body(carry, ab):
         q, th = carry
         al, bl = ab
-        c = act.dual(q, q, q)
-        cd = act.dual_derivative(q, q, q)
+        c, cd = act.dual_and_derivative(q, q, q)
         q_new = sw2 * c + sb2
         th_new = th * sw2 * cd + al * c + bl
         return (q_new, th_new), q
@@ -140,33 +139,66 @@ def _diag_recursion(act: Activation, sq: Array, d: int, sw2: Array, sb2: Array, 
 
 
 def _cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool):
-    """Off-diagonal pass over a tile. gram: x1·x2ᵀ (B1, B2); q1: (L+1, B1); q2: (L+1, B2).
+    """Off-diagonal pass over a block of pairs.
 
-    ``same`` (B1, B2) bool marks pairs of identical points: their covariance is pinned to the
-    variance, because arccos(1 - ε) ≈ √(2ε) would turn rounding at 1e-16 into errors of 1e-8.
+    Args:
+      gram: x·x' of each pair, shape S (e.g. (B1, B2), or (P, B, B) for packed blocks).
+      q1, q2: Σ^l(x, x) and Σ^l(x', x') for l = 1..L+1, shapes (L+1, *S') broadcasting to S.
+      same: bool array broadcasting to S, True for pairs of identical points: their correlation
+        is pinned to 1, because arccos(1 - ε) ≈ √(2ε) would turn rounding at 1e-16 into
+        errors of 1e-8. (The homogeneous path also snaps ρ > 1 - 8 ulp to 1, so duplicated
+        points in a cross kernel are exact too; the change is below the rounding it removes.)
+    Returns:
+      (Σ^{L+1}, Θ^{L+1}), or if ``collect`` the per-layer stacks (Σ^l, Σ̇^l, Θ^l, term_l).
+
+    Positively homogeneous activations (ReLU family) run on correlations ρ = Σ/√(q q'), with
+    √q and 1/√q precomputed per point, so that one layer costs one arccos, one sqrt and a few
+    multiply-adds per entry.
     """
     c0 = gram / d
     s = sw2 * c0 + sb2
     th = a[0] * c0 + b[0]
+    hom = act.homogeneous_dual
+    if hom is not None:
+        r1, r2 = jnp.sqrt(jnp.maximum(q1, 0.0)), jnp.sqrt(jnp.maximum(q2, 0.0))
+        i1 = jnp.where(r1 > 0, 1.0 / jnp.where(r1 > 0, r1, 1.0), 0.0)
+        i2 = jnp.where(r2 > 0, 1.0 / jnp.where(r2 > 0, r2, 1.0), 0.0)
+        xs = (r1[:-1], r2[:-1], i1[:-1], i2[:-1], a[1:], b[1:])
+        # correlations within a few ulp of 1 are rounding of ρ = 1 (equal or parallel points)
+        snap = 1.0 - 8 * jnp.finfo(gram.dtype).eps
 
-    def body(carry, xs):
-        s, th = carry
-        q1l, q2l, al, bl = xs
-        k11, k22 = q1l[:, None], q2l[None, :]
-        s = jnp.where(same, k11, s)
-        c = act.dual(k11, s, k22)
-        sdot = sw2 * act.dual_derivative(k11, s, k22)
-        s_new = sw2 * c + sb2
-        th_new = th * sdot + al * c + bl
-        ys = (s_new, sdot, th_new, al * c + bl) if collect else None
-        return (s_new, th_new), ys
+        def body(carry, x):
+            s, th = carry
+            r1l, r2l, i1l, i2l, al, bl = x
+            rho = jnp.clip(s * i1l * i2l, -1.0, 1.0)
+            rho = jnp.where(same | (rho > snap), 1.0, rho)
+            j, jdot = hom(rho)
+            c = (r1l * r2l) * j
+            sdot = sw2 * jdot
+            s_new = sw2 * c + sb2
+            th_new = th * sdot + al * c + bl
+            return (s_new, th_new), ((s_new, sdot, th_new, al * c + bl) if collect else None)
 
-    (s, th), ys = jax.lax.scan(body, (s, th), (q1[:-1], q2[:-1], a[1:], b[1:]))
+    else:
+        xs = (q1[:-1], q2[:-1], a[1:], b[1:])
+
+        def body(carry, x):
+            s, th = carry
+            k11, k22, al, bl = x
+            s = jnp.where(same, k11, s)
+            c, cd = act.dual_and_derivative(k11, s, k22)
+            sdot = sw2 * cd
+            s_new = sw2 * c + sb2
+            th_new = th * sdot + al * c + bl
+            return (s_new, th_new), ((s_new, sdot, th_new, al * c + bl) if collect else None)
+
+    # one lax.scan over layers: unrolling it in Python makes XLA split every layer into
+    # several fusions that recompute the arccos (measured 6x slower on CPU)
+    (s, th), ys = jax.lax.scan(body, (s, th), xs)
     if not collect:
         return s, th
     first = (sw2 * c0 + sb2, jnp.ones_like(c0), a[0] * c0 + b[0], a[0] * c0 + b[0])
-    stacks = [jnp.concatenate([f[None], y], axis=0) for f, y in zip(first, ys)]
-    return stacks
+    return [jnp.concatenate([f[None], y], axis=0) for f, y in zip(first, ys)]
 
 
 @functools.partial(jax.jit, static_argnames=("act", "depth", "d"))
@@ -178,13 +210,52 @@ def _diag_jit(act, x, sw2, sb2, a, b, depth, d):
 @functools.partial(jax.jit, static_argnames=("act", "d"))
 def _tile_jit(act, x1, x2, q1, q2, same, sw2, sb2, a, b, d):
     gram = x1 @ x2.T
-    return _cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect=False)
+    return _cross_recursion(act, gram, q1[:, :, None], q2[:, None, :], same, d, sw2, sb2, a, b, collect=False)
+
+
+@functools.partial(jax.jit, static_argnames=("act", "d", "nb"))
+def _symmetric_jit(act, x, q, sw2, sb2, a, b, d, nb):
+    """A symmetric kernel from its upper-triangular blocks only.
+
+    x (nb·B, dim) and q (L+1, nb·B) are split into nb blocks of B points. A ``lax.map`` runs
+    the whole layer recursion on one (B, B) block pair (i <= j) at a time, so the work is
+    (nb+1)/(2 nb) of the full square and each block's intermediates stay in cache (measured
+    2x faster than the full square on CPU); the lower blocks are filled by transposition.
+    """
+    n = x.shape[0]
+    bs = n // nb
+    rows, cols = np.triu_indices(nb)
+    xb = x.reshape(nb, bs, -1)
+    qb = q.reshape(q.shape[0], nb, bs)
+    eye = jnp.eye(bs, dtype=bool)
+
+    def one(ij):
+        i, j = ij
+        gram = xb[i] @ xb[j].T
+        same = (i == j) & eye
+        return _cross_recursion(act, gram, qb[:, i, :, None], qb[:, j, None, :], same, d, sw2, sb2, a, b, False)
+
+    k, t = jax.lax.map(one, (jnp.asarray(rows), jnp.asarray(cols)))  # (P, B, B) each
+    index = np.zeros((nb, nb), dtype=np.int32)
+    index[rows, cols] = np.arange(rows.size)
+
+    def assemble(m):
+        def blk(i, j):
+            if i < j:
+                return m[index[i, j]]
+            if i > j:
+                return m[index[j, i]].T
+            return 0.5 * (m[index[i, i]] + m[index[i, i]].T)  # exact symmetry on the diagonal
+
+        return jnp.concatenate([jnp.concatenate([blk(i, j) for j in range(nb)], axis=1) for i in range(nb)], axis=0)
+
+    return assemble(k), assemble(t)
 
 
 @functools.partial(jax.jit, static_argnames=("act", "d"))
 def _layers_jit(act, x1, x2, q1, q2, same, sw2, sb2, a, b, d):
     gram = x1 @ x2.T
-    return _cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect=True)
+    return _cross_recursion(act, gram, q1[:, :, None], q2[:, None, :], same, d, sw2, sb2, a, b, collect=True)
 
 
 def _prepare(x1, x2, depth, activation, sigma_w, sigma_b, parameterization, width, dtype):
@@ -251,17 +322,44 @@ def nngp_ntk(
     q2 = q1 if symmetric else _diag_jit(act, x2, sw2, sb2, a, b, depth, d)[0]
     n1, n2 = x1.shape[0], x2.shape[0]
     bs = _DEFAULT_TILE if block_size is None else check_positive_int(block_size, "block_size")
+    consts = (sw2, sb2, a, b)
     if n1 <= bs and n2 <= bs:
-        same = jnp.eye(n1, dtype=bool) if symmetric else jnp.zeros((n1, n2), bool)
-        k, t = _tile_jit(act, x1, x2, q1, q2, same, sw2, sb2, a, b, d)
         if symmetric:
-            k, t = 0.5 * (k + k.T), 0.5 * (t + t.T)
-        return KernelPair(k, t)
-    out_k = np.empty((n1, n2), dtype=np.dtype(dtype))
-    out_t = np.empty((n1, n2), dtype=np.dtype(dtype))
-    # pad every block to the same shape so one compilation serves all tiles
-    starts1 = list(range(0, n1, bs))
-    starts2 = list(range(0, n2, bs))
+            return KernelPair(*_symmetric_tile(act, x1, q1, consts, d))
+        return KernelPair(*_tile_jit(act, x1, x2, q1, q2, jnp.zeros((), bool), *consts, d))
+    return KernelPair(*_tiled(act, x1, x2, q1, q2, symmetric, consts, d, bs, np.dtype(dtype)))
+
+
+_PACK_MIN = 512  # below this many points a symmetric kernel is computed as a full square
+_PACK_BLOCK = 250  # target edge of the packed triangular blocks
+
+
+def _symmetric_tile(act: Activation, x: Array, q: Array, consts: tuple, d: int) -> tuple[Array, Array]:
+    """K(x, x) and Θ(x, x) for one tile, (N, N) each, computing only the upper-triangular blocks."""
+    n = x.shape[0]
+    if n < _PACK_MIN:
+        k, t = _tile_jit(act, x, x, q, q, jnp.eye(n, dtype=bool), *consts, d)
+        return 0.5 * (k + k.T), 0.5 * (t + t.T)
+    nb = -(-n // _PACK_BLOCK)
+    bsz = -(-n // nb)
+    pad = nb * bsz - n
+    xp = jnp.pad(x, ((0, pad), (0, 0)))
+    qp = jnp.pad(q, ((0, 0), (0, pad)), constant_values=1.0)
+    k, t = _symmetric_jit(act, xp, qp, *consts, d, nb)
+    if pad:
+        k, t = k[:n, :n], t[:n, :n]
+    return k, t
+
+
+def _tiled(act, x1, x2, q1, q2, symmetric: bool, consts: tuple, d: int, bs: int, dtype) -> tuple:
+    """Kernels too large for one tile, assembled on the host from (bs, bs) tiles.
+
+    Symmetric kernels compute the tiles on and above the diagonal only (diagonal tiles by
+    :func:`_symmetric_tile`). Every tile is padded to the same shape: one compilation serves all.
+    """
+    n1, n2 = x1.shape[0], x2.shape[0]
+    out_k = np.empty((n1, n2), dtype=dtype)
+    out_t = np.empty((n1, n2), dtype=dtype)
 
     def block(x, q, s, n):
         e = min(s + bs, n)
@@ -270,15 +368,17 @@ def nngp_ntk(
         qb = jnp.pad(q[:, s:e], ((0, 0), (0, pad)), constant_values=1.0)
         return xb, qb, e
 
-    eye, none = jnp.eye(bs, dtype=bool), jnp.zeros((bs, bs), bool)
-    for i in starts1:
+    no_pairs = jnp.zeros((), bool)
+    for i in range(0, n1, bs):
         xa, qa, ea = block(x1, q1, i, n1)
-        for j in starts2:
+        for j in range(0, n2, bs):
             if symmetric and j < i:
                 continue
             xb, qb, eb = block(x2, q2, j, n2)
-            same = eye if (symmetric and i == j) else none
-            k, t = _tile_jit(act, xa, xb, qa, qb, same, sw2, sb2, a, b, d)
+            if symmetric and i == j:
+                k, t = _symmetric_tile(act, xa, qa, consts, d)
+            else:
+                k, t = _tile_jit(act, xa, xb, qa, qb, no_pairs, *consts, d)
             k = np.asarray(k)[: ea - i, : eb - j]
             t = np.asarray(t)[: ea - i, : eb - j]
             out_k[i:ea, j:eb] = k
@@ -286,13 +386,7 @@ def nngp_ntk(
             if symmetric and j > i:
                 out_k[j:eb, i:ea] = k.T
                 out_t[j:eb, i:ea] = t.T
-    if symmetric:  # diagonal tiles: symmetrize rounding
-        for i in starts1:
-            ea = min(i + bs, n1)
-            for out in (out_k, out_t):
-                blk = out[i:ea, i:ea]
-                out[i:ea, i:ea] = 0.5 * (blk + blk.T)
-    return KernelPair(out_k, out_t)
+    return out_k, out_t
 
 
 def nngp(x1: Array, x2: Optional[Array] = None, **kwargs) -> Array:
@@ -332,7 +426,7 @@ def layer_kernels(
     q1 = _diag_jit(act, x1, sw2, sb2, a, b, depth, d)[0]
     q2 = _diag_jit(act, x2, sw2, sb2, a, b, depth, d)[0]
     n1, n2 = x1.shape[0], x2.shape[0]
-    same = jnp.eye(n1, dtype=bool) if symmetric else jnp.zeros((n1, n2), bool)
+    same = jnp.eye(n1, dtype=bool) if symmetric else jnp.zeros((), bool)
     sig, sdot, th, terms = _layers_jit(act, x1, x2, q1, q2, same, sw2, sb2, a, b, d)
     # the term of layer l is multiplied by the Σ̇ of every later layer
     later = jnp.cumprod(jnp.concatenate([sdot[1:], jnp.ones_like(sdot[:1])], axis=0)[::-1], axis=0)[::-1]

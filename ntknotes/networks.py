@@ -105,8 +105,7 @@ class MLP:
           key: a JAX PRNG key.
           dtype: float dtype (default from :mod:`ntknotes.precision`).
         """
-        if not isinstance(key, jax.Array):
-            raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey), got {type(key).__name__}")
+        _check_key(key)
         dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
         w = self.widths
         keys = jax.random.split(key, 2 * (len(w) - 1))
@@ -176,7 +175,27 @@ class MLP:
                 + (f" of length {len(params)}" if isinstance(params, (list, tuple)) else "")
             )
         w = self.widths
+        keys = {"W", "b"} if self.has_bias else {"W"}
         for i, layer in enumerate(params):
-            shape = getattr(layer.get("W") if isinstance(layer, dict) else None, "shape", None)
+            if not isinstance(layer, dict) or set(layer) != keys:
+                got = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
+                raise ValueError(f"params[{i}] must be a dict with keys {sorted(keys)} (sigma_b={self.sigma_b}), got {got}")
+            shape = getattr(layer["W"], "shape", None)
             if shape != (w[i], w[i + 1]):
                 raise ValueError(f"params[{i}]['W'] must have shape {(w[i], w[i + 1])}, got {shape}")
+            if self.has_bias and getattr(layer["b"], "shape", None) != (w[i + 1],):
+                raise ValueError(f"params[{i}]['b'] must have shape {(w[i + 1],)}, got {getattr(layer['b'], 'shape', None)}")
+
+
+def _check_key(key: Any) -> None:
+    """Raise TypeError/ValueError unless ``key`` is one PRNG key (raw uint32 (2,) or typed scalar)."""
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey(seed)), got {type(key).__name__} {key!r}")
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be a single PRNG key, got a batch of shape {key.shape}")
+    elif key.dtype != jnp.uint32 or key.shape != (2,):
+        raise ValueError(
+            f"key must be a PRNG key: a uint32 array of shape (2,) from jax.random.PRNGKey, "
+            f"got dtype {key.dtype} and shape {key.shape}"
+        )
