@@ -7,6 +7,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHAPTERS := $(wildcard book/[0-9][0-9]_*.ipynb)
 
+# JAX's persistent compilation cache: nbval and the book build execute the same chapters,
+# so the second execution reuses the first one's compiled programs (about 2x faster here).
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/_build/.jax_cache
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
+export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= 0
+
 .PHONY: book test venv pytest nbval book-strict chromium twins clean
 
 # The virtual environment; re-installed when the dependency lists change. Where the stdlib
@@ -39,7 +45,7 @@ nbval: $(STAMP)
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider $(CHAPTERS)
 
 book-strict: $(STAMP)
-	rm -rf _build/html _build/.doctrees
+	rm -rf _build/html _build/.doctrees _build/jupyter_execute
 	$(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 
 test: $(STAMP) chromium
