@@ -471,14 +471,14 @@ def plot_cost(r: CostResult):
     """CPU time of the kernel, the solve and SGD training against N, log-log."""
     from ..plotting import COLORS, add_slope_guide, figure
 
-    fig, (a, b) = figure(2, width=3.6, height=2.9)
+    fig, (a, b) = figure(2, width=3.6, height=3.4)
     a.loglog(r.sizes, r.kernel_seconds, "o-", color=COLORS[0], label="NTK matrix")
     a.loglog(r.sizes, r.solve_seconds, "s-", color=COLORS[1], label="solve (Cholesky, 1 thread)")
     a.loglog(r.sizes, r.train_seconds, "^-", color=COLORS[2], label=f"SGD, {r.epochs} epochs")
     add_slope_guide(a, r.sizes, 3.0, r.solve_seconds[0], label="slope 3")
     add_slope_guide(a, r.sizes, 1.0, r.train_seconds[0], label="slope 1", color="0.7")
     a.set(xlabel="training points N", ylabel="seconds (best of 3)")
-    a.legend(loc="upper left")
+    a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     b.loglog(r.sizes, r.kernel_bytes / 2**20, "o-", color=COLORS[0], label="N×N kernel (float64)")
     b.axhline(r.param_bytes / 2**20, color=COLORS[2], ls="--", label=f"MLP parameters (width {r.width})")
     b.set(xlabel="training points N", ylabel="memory (MiB)")
