@@ -410,8 +410,7 @@ def train_ensemble(
       apply: ``apply(params, x)`` returning (N, k) or (N,).
       init: ``init(key) -> params`` (e.g. ``lambda k: net.init(k)``).
       keys: (E, 2) PRNG keys, one per member (e.g. ``jax.random.split(key, E)``).
-      x, y, lr, steps, loss, momentum, batch_size, linearized, record_steps, x_eval, param_fn,
-        raise_on_divergence: as in :func:`train`.
+      x, y, lr, steps, loss, momentum, batch_size, linearized, record_steps, x_eval, param_fn, raise_on_divergence: as in :func:`train`.
       chunk_size: members per compiled batch (default: all of them).
       keep_params: also return the final parameters of every member, stacked on a leading axis.
       progress: show a tqdm progress bar over chunks (on stderr).
