@@ -344,11 +344,13 @@ def _best_time(fn, repeats: int = 3) -> float:
     return best
 
 
-def _solve_cpu_seconds(k: np.ndarray, y: np.ndarray, repeats: int = 3) -> float:
-    """CPU seconds (best of ``repeats``) of a single-threaded Cholesky solve (K + 10⁻⁸·tr(K)/N I) a = y.
+def _solve_cpu_seconds(k: np.ndarray, y: np.ndarray, repeats: int = 3, min_seconds: float = 0.05) -> float:
+    """CPU seconds per call of a single-threaded Cholesky solve (K + 10⁻⁸·tr(K)/N I) a = y.
 
     One LAPACK thread and CPU time make the N³ growth measurable on a shared machine: wall time
-    of multithreaded LAPACK depends on what else runs.
+    of multithreaded LAPACK depends on what else runs. Each measurement repeats the solve until
+    ``min_seconds`` of CPU time have passed and divides by the count, so that small systems are not
+    lost in timer resolution; the best of ``repeats`` such measurements is returned.
     """
     import scipy.linalg
     from threadpoolctl import threadpool_limits
@@ -357,9 +359,14 @@ def _solve_cpu_seconds(k: np.ndarray, y: np.ndarray, repeats: int = 3) -> float:
     best = math.inf
     with threadpool_limits(limits=1):
         for _ in range(repeats):
-            t0 = time.process_time()
-            scipy.linalg.cho_solve(scipy.linalg.cho_factor(reg), y)
-            best = min(best, time.process_time() - t0)
+            calls, t0 = 0, time.process_time()
+            while True:
+                scipy.linalg.cho_solve(scipy.linalg.cho_factor(reg), y)
+                calls += 1
+                elapsed = time.process_time() - t0
+                if elapsed >= min_seconds:
+                    break
+            best = min(best, elapsed / calls)
     return best
 
 
