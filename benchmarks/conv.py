@@ -1,11 +1,23 @@
-"""Throughput of the convolutional kernels (ntknotes.conv) against this machine's measured peak.
+"""Throughput of the convolutional kernels (ntknotes.conv) against this machine's measured peaks.
 
 For 8×8 and 32×32 images at depth 6, prints CNTK-GAP and CNTK-V kernel entries per second
-(each entry gives NNGP and NTK together), the floating-point operations per entry counted by
-XLA's cost analysis of the compiled tile (transcendentals counted separately), and the implied
-fraction of the peak of a large float64 matmul measured in the same run.
+(each entry gives NNGP and NTK together), the operations per entry counted by XLA's cost
+analysis of the compiled tile (transcendentals separately), and the achieved rate as a fraction
+of three references measured in the same run:
 
-    .venv/bin/python benchmarks/conv.py [--quick]
+* ``matmul``: the FLOP/s of a large matmul, the machine's dense peak.  The CNTK recursion has no
+  contraction to spend it on (after the first layer's Gram matrix every operation is elementwise,
+  about 50 per pixel pair and layer), so this fraction is small by construction.
+* ``elementwise``: the FLOP/s of a long Horner polynomial over an in-cache array in a fused loop,
+  the peak of vectorized elementwise arithmetic.
+* ``dual``: the rate at which the ReLU dual pair (J(ρ), J'(ρ)), the irreducible per-entry work
+  of one layer (one arccos, one square root), is evaluated over an in-cache array in a fused
+  loop; divided by pixel pairs × layers it bounds the entries per second of any implementation
+  that evaluates the duals entry by entry.
+
+A naive baseline (one image pair per compiled call, ``block_size=1``) is timed in the same run.
+
+    .venv/bin/python benchmarks/conv.py [--quick] [--dtype float32]
 """
 from __future__ import annotations
 
@@ -19,62 +31,107 @@ import numpy as np
 
 import ntknotes  # noqa: F401  (float64)
 from ntknotes.activations import get_activation
-from ntknotes.conv import _TILE_BUDGET, _tile, _tile_edge, _variances, conv_kernels
+from ntknotes.conv import _TILE_BUDGET, _tile, _tile_edge, conv_kernels
+
+DEPTH = 6
 
 
-def peak_flops(n: int = 2048, repeats: int = 5) -> float:
-    """float64 FLOP/s of an n×n matmul (best of ``repeats``), the reference peak."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float64)
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
+def _best_time(f, *args, repeats: int = 5) -> float:
+    jax.block_until_ready(f(*args))
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
-        f(a).block_until_ready()
+        jax.block_until_ready(f(*args))
         best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+    return best
 
 
-def flops_per_entry(hw: int, depth: int, gap: bool) -> tuple[float, float]:
-    """(flops, transcendentals) per kernel entry from XLA's cost analysis of one tile."""
+def matmul_peak(n: int, dtype) -> float:
+    """FLOP/s of an n×n matmul (best of five)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+    return 2 * n**3 / _best_time(jax.jit(lambda a: a @ a), a)
+
+
+def _in_cache_loop(step, n: int, iterations: int, dtype):
+    x = jax.random.uniform(jax.random.PRNGKey(0), (n,), dtype, -0.9, 0.9)
+    f = jax.jit(lambda x: jax.lax.fori_loop(0, iterations, lambda i, x: step(x), x))
+    return _best_time(f, x)
+
+
+def elementwise_peak(dtype, n: int = 2**16, degree: int = 64, iterations: int = 50) -> float:
+    """FLOP/s of a degree-``degree`` Horner polynomial (one multiply-add per term) over n values."""
+    def step(x):
+        p = jnp.full_like(x, 0.5)
+        for _ in range(degree):
+            p = p * x + 0.01
+        return p
+    return 2 * degree * n * iterations / _in_cache_loop(step, n, iterations, dtype)
+
+
+def dual_rate(dtype, n: int = 2**16, iterations: int = 200) -> float:
+    """ReLU dual pairs (J(ρ), J'(ρ)) per second over n in-cache correlations."""
+    unit = get_activation("relu").homogeneous_dual
+
+    def step(rho):
+        j, jdot = unit(rho)
+        return jnp.clip(0.9 * j + 0.3 * jdot - 0.1, -1.0, 1.0)  # both outputs feed the next step
+    return n * iterations / _in_cache_loop(step, n, iterations, dtype)
+
+
+def ops_per_entry(side: int, gap: bool, dtype) -> tuple[float, float]:
+    """(flops, transcendentals) per kernel entry from XLA's cost analysis of one default tile."""
     act = get_activation("relu")
-    b = _tile_edge(hw * hw, gap, None)
-    x = jnp.ones((b, int(math.isqrt(hw)), int(math.isqrt(hw)), 3))
-    q = jnp.ones((depth, b, x.shape[1], x.shape[2]))
-    c = _tile.lower(act, x, x, q, q, jnp.asarray(2.0), jnp.asarray(0.0), depth, gap).compile().cost_analysis()
-    c = c[0] if isinstance(c, (list, tuple)) else c
-    return float(c.get("flops", float("nan"))) / b**2, float(c.get("transcendentals", 0.0)) / b**2
+    b = _tile_edge(side * side, gap, None)
+    x = jnp.ones((b, side, side, 3), dtype)
+    q = jnp.ones((DEPTH, b, side, side), dtype)
+    two, zero = jnp.asarray(2.0, dtype), jnp.asarray(0.0, dtype)
+    cost = _tile.lower(act, x, x, q, q, two, zero, DEPTH, gap).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan"))) / b**2, float(cost.get("transcendentals", 0.0)) / b**2
 
 
-def entries_per_second(side: int, depth: int, gap: bool, n: int) -> float:
+def entries_per_second(side: int, gap: bool, n: int, dtype, block_size=None) -> float:
     """Kernel entries per second for an n×n cross kernel of random side×side×3 images."""
     x1 = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (n, side, side, 3)))
     x2 = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (n, side, side, 3)))
-    conv_kernels(x1, x2, depths=depth, gap=gap)  # warm-up at the measured size
-    t0 = time.perf_counter()
-    conv_kernels(x1, x2, depths=depth, gap=gap)
-    return n * n / (time.perf_counter() - t0)
+    run = lambda: conv_kernels(x1, x2, depths=DEPTH, gap=gap, dtype=dtype, block_size=block_size)  # noqa: E731
+    run()  # compile at the measured size
+    best = math.inf
+    for _ in range(2):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return n * n / best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller problems (a smoke test)")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     args = parser.parse_args()
-    depth = 6
-    peak = peak_flops(1024 if args.quick else 2048)
-    print(f"device: {jax.devices()[0].platform}, float64 matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print(f"tile budget {_TILE_BUDGET} scalars per pixel-pair array")
-    sizes = {8: {"gap": 64 if not args.quick else 16, "flatten": 512 if not args.quick else 64},
-             32: {"gap": 8 if not args.quick else 2, "flatten": 128 if not args.quick else 16}}
-    print(f"{'image':>7} {'kernel':>9} {'entries/s':>12} {'GFLOP/entry':>12} {'transc./entry':>14} {'GFLOP/s':>9} {'of peak':>8}")
+    dtype = jnp.dtype(args.dtype)
+    mm = matmul_peak(1024 if args.quick else 2048, dtype)
+    ew = elementwise_peak(dtype)
+    du = dual_rate(dtype)
+    print(f"device: {jax.devices()[0].platform}, {args.dtype}, depth {DEPTH}, tile budget {_TILE_BUDGET} scalars")
+    print(f"references: matmul {mm / 1e9:.1f} GFLOP/s | elementwise {ew / 1e9:.1f} GFLOP/s | "
+          f"ReLU dual {du / 1e6:.0f} M pixel pairs/s")
+    sizes = {8: {True: 16 if args.quick else 64, False: 64 if args.quick else 512},
+             32: {True: 2 if args.quick else 8, False: 16 if args.quick else 128}}
+    naive_n = {8: {True: 4 if args.quick else 8, False: 8 if args.quick else 24},
+               32: {True: 1 if args.quick else 2, False: 4 if args.quick else 8}}
+    print(f"{'image':>6} {'kernel':>9} {'entries/s':>11} {'naive/s':>9} {'speed-up':>8} {'flop/entry':>11} "
+          f"{'transc.':>9} {'GFLOP/s':>8} {'%matmul':>8} {'%elem.':>7} {'%dual':>6}")
     for side in (8, 32):
         for gap in (True, False):
-            n = sizes[side]["gap" if gap else "flatten"]
-            rate = entries_per_second(side, depth, gap, n)
-            fl, tr = flops_per_entry(side * side, depth, gap)
-            achieved = rate * fl
-            name = "CNTK-GAP" if gap else "CNTK-V"
-            print(f"{side:>4}x{side:<2} {name:>9} {rate:12.1f} {fl / 1e9:12.5f} {tr:14.3g} {achieved / 1e9:9.2f} {achieved / peak:8.1%}")
+            rate = entries_per_second(side, gap, sizes[side][gap], dtype)
+            naive = entries_per_second(side, gap, naive_n[side][gap], dtype, block_size=1)
+            flops, transc = ops_per_entry(side, gap, dtype)
+            pairs = (side**4 if gap else side**2) * DEPTH  # pixel pairs × layers per entry
+            achieved = rate * flops
+            print(f"{side:>3}x{side:<2} {'CNTK-GAP' if gap else 'CNTK-V':>9} {rate:11.1f} {naive:9.1f} "
+                  f"{rate / naive:7.1f}x {flops:11.3g} {transc:9.3g} {achieved / 1e9:8.2f} {achieved / mm:8.1%} "
+                  f"{achieved / ew:7.1%} {rate * pairs / du:6.0%}")
 
 
 if __name__ == "__main__":

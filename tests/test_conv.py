@@ -9,14 +9,9 @@ import pytest
 
 import ntknotes  # noqa: F401
 from ntknotes.cnn import CNN
-from ntknotes.conv import _arccos, conv_kernels, conv_nngp_ntk
+from ntknotes.conv import conv_kernels, conv_nngp_ntk
 from ntknotes.empirical import empirical_nngp, empirical_ntk
 from ntknotes.kernels import nngp_ntk
-
-
-def test_fast_arccos_matches_jnp():
-    x = jnp.concatenate([jnp.linspace(-1, 1, 20001), 1 - jnp.logspace(-16, 0, 300), -1 + jnp.logspace(-16, 0, 300)])
-    assert float(jnp.max(jnp.abs(_arccos(x) - jnp.arccos(x)))) < 2e-15
 
 
 @pytest.mark.parametrize("depth", [1, 2, 5])
@@ -29,6 +24,19 @@ def test_one_pixel_images_equal_fully_connected(depth, pooling):
     fc = nngp_ntk(x.reshape(6, 4), depth=depth, sigma_w=math.sqrt(2.0))
     np.testing.assert_allclose(conv.nngp * 9.0**depth, fc.nngp, rtol=1e-10)
     np.testing.assert_allclose(conv.ntk * 9.0**depth, fc.ntk, rtol=1e-7)
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "erf"])
+def test_one_pixel_images_other_activations(activation):
+    # σ_w = 3 makes each 1×1 convolution a dense layer with σ_w = 1; only the readout keeps σ_w² = 9,
+    # so the kernels minus the readout bias are 9 times the fully-connected ones (ReLU-family
+    # fast path for leaky ReLU, the general closed-form duals for erf)
+    x = np.random.default_rng(1).normal(size=(5, 1, 1, 3))
+    for depth in (1, 3):
+        conv = conv_nngp_ntk(x, depth=depth, pooling="gap", activation=activation, sigma_w=3.0, sigma_b=0.3)
+        fc = nngp_ntk(x.reshape(5, 3), depth=depth, activation=activation, sigma_w=1.0, sigma_b=0.3)
+        np.testing.assert_allclose(conv.nngp - 0.09, 9.0 * (fc.nngp - 0.09), rtol=1e-9)
+        np.testing.assert_allclose(conv.ntk - 0.09, 9.0 * (fc.ntk - 0.09), rtol=1e-7)
 
 
 def _reference(x1, x2, depth, sw2=2.0, sb2=0.1):
