@@ -47,7 +47,7 @@ import numpy as np
 
 from . import precision
 from ._checks import check_choice, check_finite, check_nonnegative, check_positive_int
-from .activations import Activation, get_activation
+from .activations import ACTIVATIONS, Activation, get_activation
 from .kernels import KernelPair
 
 __all__ = ["POOLINGS", "ConvKernels", "conv_kernels", "conv_nngp_ntk", "check_images"]
@@ -285,6 +285,12 @@ def conv_kernels(
     if not isinstance(gap, bool):
         raise TypeError(f"gap must be True or False, got {gap!r}")
     act = get_activation(activation)
+    if not act.has_closed_form:
+        closed = [name for name in ACTIVATIONS if get_activation(name).has_closed_form]
+        raise ValueError(
+            f"convolutional kernels need an activation whose dual maps have closed forms (one of {closed}); "
+            f"{act.name!r} would need a 2-D quadrature for every pixel pair of every image pair"
+        )
     sw2 = check_nonnegative(sigma_w, "sigma_w") ** 2
     sb2 = check_nonnegative(sigma_b, "sigma_b") ** 2
     dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()

@@ -146,6 +146,10 @@ def test_bad_inputs():
         conv_kernels(x, depths=2, sigma_w=-1.0)
     with pytest.raises(ValueError, match="pooling"):
         conv_nngp_ntk(x, depth=2, pooling="max")
+    with pytest.raises(ValueError, match="closed forms"):
+        conv_kernels(x, depths=1, activation="tanh")
+    with pytest.raises(ValueError, match="unknown activation|activation"):
+        conv_kernels(x, depths=1, activation="swishy")
     bad = x.copy()
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
