@@ -148,3 +148,17 @@ def test_mnist1d_equals_reference_generator():
     np.testing.assert_array_equal(ours.labels_train, ref["y"])
     np.testing.assert_array_equal(ours.labels_test, ref["y_test"])
     np.testing.assert_allclose(mnist1d_templates(), ref["templates"]["x"], atol=1e-15)
+
+
+def test_pooling_experiment_small():
+    """The MNIST-1D pooling experiment at a tiny size: shapes, accuracies in [0, 1], presets."""
+    from ntknotes.experiments import in_practice as ip
+
+    cfg = ip.config("ci", m1d_train=60, m1d_test=40, m1d_depths=(1, 2))
+    r = ip.pooling_experiment(cfg, jax.random.PRNGKey(0))
+    assert list(r.depths) == [1, 2] and r.examples.shape == (10, 40) and (r.n_train, r.n_test) == (60, 40)
+    for acc in (r.fc_ntk, r.cntk_v, r.cntk_gap):
+        assert acc.shape == (2,) and np.all((0 <= acc) & (acc <= 1))
+    assert r.cntk_gap.mean() > 0.3  # far above chance (10%) even from 60 signals
+    paper = ip.config("paper")
+    assert (paper.m1d_train, paper.m1d_test, paper.m1d_seed) == (4000, 1000, 42)  # the reference split

@@ -6,6 +6,8 @@
   and the distance between each net and the infinite-width NTK dynamics at the same step.
 * :func:`cnn_table`: CNN-V, CNTK-V, CNN-GAP, CNTK-GAP at several depths (the table of
   Arora et al. 2019, on digits at the ``ci`` preset, on CIFAR-10 at the ``paper`` preset).
+* :func:`pooling_experiment`: MNIST-1D, where a pattern may sit anywhere in the signal: the
+  fully-connected NTK, CNTK-V and CNTK-GAP at several depths.
 * :func:`cost_experiment`: time of the kernel, of the solve and of training a net against N.
 
 Networks whose output must start at zero (so that kernel regression, not kernel regression
@@ -48,6 +50,9 @@ __all__ = [
     "cnn_table",
     "CostResult",
     "cost_experiment",
+    "PoolingResult",
+    "pooling_experiment",
+    "plot_pooling",
     "load_images",
     "plot_toy",
     "plot_mlp",
@@ -78,9 +83,14 @@ class Config:
     cnn_test: int = 128
     cnn_depths: tuple = (2, 3, 4)
     cnn_channels: int = 32
-    cnn_epochs: int = 75
+    cnn_epochs: int = 300
     cnn_batch: int = 32
-    cnn_lr_factor: float = 1.8
+    cnn_lr_factor: float = 1.0
+    # pooling on MNIST-1D (kernels at every depth; trained CNNs at the largest)
+    m1d_train: int = 500
+    m1d_test: int = 300
+    m1d_depths: tuple = (2, 4, 8)
+    m1d_seed: Optional[int] = None  # an int: that seed of make_mnist1d (42 is the reference set)
     # cost against N
     cost_sizes: tuple = (200, 400, 800, 1600)
     cost_width: int = 512
@@ -94,6 +104,7 @@ PRESETS = {
         mlp_train=1000, mlp_test=797, mlp_widths=(64, 256, 1024, 4096, 16384), mlp_steps=1000,
         dataset="cifar10", data_dir="data/cifar10", cnn_train=10000, cnn_test=2000,
         cnn_depths=(3, 4, 6, 11, 21), cnn_channels=256, cnn_epochs=100, cnn_batch=64,
+        m1d_train=4000, m1d_test=1000, m1d_depths=(2, 4, 8, 16), m1d_seed=42,
         cost_sizes=(200, 400, 800, 1600), cost_width=2048,
     ),
 }
@@ -271,6 +282,31 @@ class TableResult(Result):
     dataset: str
 
 
+def _fit_cnn(cfg: Config, ds: Dataset, depth: int, pooling: str, ntk_train: np.ndarray, key: jax.Array) -> tuple[float, float]:
+    """Train the CNN matching a CNTK by plain minibatch SGD on the mean squared loss (float32).
+
+    The trained function is the centred network f(θ, x) − f(θ₀, x), which starts at zero: at
+    infinite width its limit is kernel regression itself, whereas the plain network adds the
+    random initial function (and its GP residual) on top.  f(θ₀, ·) is evaluated once on the
+    training and test images, so centring costs nothing per step: g = f(θ, ·) is trained on the
+    targets y + f(θ₀, X).  The step is ``cnn_lr_factor`` · N / λ_max(Θ_train) of the matching
+    CNTK (the stable step of full-batch GD on the mean loss is 2N/λ_max); ``cnn_epochs`` passes
+    of batch ``cnn_batch``.  Returns (test accuracy, seconds of training).
+    """
+    n = ds.n_train
+    lr = cfg.cnn_lr_factor * n / float(np.linalg.eigvalsh(ntk_train)[-1])
+    net = CNN(ds.image_shape, channels=cfg.cnn_channels, depth=depth, out_dim=ds.y_train.shape[1], pooling=pooling)
+    k_init, k_batches = jax.random.split(key)
+    params = net.init(k_init, dtype=jnp.float32)
+    x32, y32, xt32 = (jnp.asarray(a, jnp.float32) for a in (ds.images("train"), ds.y_train, ds.images("test")))
+    f0_train, f0_test = net.apply(params, x32), net.apply(params, xt32)
+    steps = cfg.cnn_epochs * max(1, n // cfg.cnn_batch)
+    t0 = time.perf_counter()
+    hist = train(net.apply, params, x32, y32 + f0_train, lr=lr, steps=steps, loss="mean_mse", batch_size=cfg.cnn_batch,
+                 key=k_batches, record_steps=[steps], x_eval=xt32)
+    return accuracy(hist.eval_outputs[-1] - f0_test, ds.labels_test), time.perf_counter() - t0
+
+
 def cnn_table(cfg: Config, key: jax.Array) -> TableResult:
     """CNNs (plain minibatch SGD, mean MSE on one-hot targets) and their kernels, every depth and readout.
 
@@ -288,7 +324,6 @@ def cnn_table(cfg: Config, key: jax.Array) -> TableResult:
     kte = conv_kernels(xte, xtr, depths=depths, gap=True)
     t_kernel = time.perf_counter() - t0
     res = {name: [] for name in ("cnn_v", "cntk_v", "cnn_gap", "cntk_gap", "cnngp_v", "cnngp_gap")}
-    x32, y32, xt32 = (jnp.asarray(a, jnp.float32) for a in (xtr, ds.y_train, xte))
     t_train = 0.0
     for i, depth in enumerate(depths):
         for pool, tag in (("flatten", "v"), ("gap", "gap")):
@@ -297,20 +332,64 @@ def cnn_table(cfg: Config, key: jax.Array) -> TableResult:
             res[f"cntk_{tag}"].append(accuracy(pred, ds.labels_test))
             pred = kernel_regression(pair_tr.nngp, ds.y_train, pair_te.nngp)
             res[f"cnngp_{tag}"].append(accuracy(pred, ds.labels_test))
-            lam_max = float(np.linalg.eigvalsh(pair_tr.ntk)[-1])
-            lr = cfg.cnn_lr_factor * n / lam_max
-            net = CNN(ds.image_shape, channels=cfg.cnn_channels, depth=depth, out_dim=ds.y_train.shape[1], pooling=pool)
-            p = net.init(jax.random.fold_in(k_net, 2 * i + (pool == "gap")), dtype=jnp.float32)
-            steps = cfg.cnn_epochs * (n // cfg.cnn_batch)
-            t1 = time.perf_counter()
-            hist = train(net.apply, p, x32, y32, lr=lr, steps=steps, loss="mean_mse", batch_size=cfg.cnn_batch,
-                         key=jax.random.fold_in(k_net, 100 + i), record_steps=[steps], x_eval=xt32)
-            t_train += time.perf_counter() - t1
-            res[f"cnn_{tag}"].append(accuracy(hist.eval_outputs[-1], ds.labels_test))
+            acc, seconds = _fit_cnn(cfg, ds, depth, pool, pair_tr.ntk, jax.random.fold_in(k_net, 2 * i + (pool == "gap")))
+            t_train += seconds
+            res[f"cnn_{tag}"].append(acc)
     return TableResult(
         depths=np.asarray(depths), **{k_: np.asarray(v) for k_, v in res.items()},
         kernel_seconds=t_kernel, train_seconds=t_train, channels=cfg.cnn_channels,
         n_train=n, n_test=ds.n_test, dataset=ds.name,
+    )
+
+
+# ----------------------------------------------------------------------------
+# pooling on MNIST-1D
+# ----------------------------------------------------------------------------
+@dataclasses.dataclass
+class PoolingResult(Result):
+    """Test accuracies on MNIST-1D of NTK regression, (D,) per depth of ``depths``: fc_ntk
+    (fully-connected), cntk_v (flatten readout), cntk_gap (global average pooling); examples
+    (10, 40), one training signal per class; seconds spent on the convolutional kernels; sizes."""
+
+    depths: np.ndarray
+    fc_ntk: np.ndarray
+    cntk_v: np.ndarray
+    cntk_gap: np.ndarray
+    examples: np.ndarray
+    kernel_seconds: float
+    n_train: int
+    n_test: int
+
+
+def pooling_experiment(cfg: Config, key: jax.Array) -> PoolingResult:
+    """MNIST-1D as (40, 1, 1) images: fully-connected NTK, CNTK-V and CNTK-GAP regression at every
+    depth of ``m1d_depths`` (one pass of the CNTK recursion serves all depths).
+
+    On a one-pixel-wide image only the middle column of each 3×3 filter meets data, so the
+    convolutions act as 3-tap 1-D convolutions; σ_w = √6 (σ_w²/9 per tap, 3 taps) keeps the
+    pre-activation variance constant through the ReLU layers, as σ_w = √2 does for 2-D images.
+    """
+    from ..data import make_mnist1d
+
+    src = dict(seed=cfg.m1d_seed) if cfg.m1d_seed is not None else dict(key=key)
+    ds = make_mnist1d(cfg.m1d_train, cfg.m1d_test, **src)
+    depths = tuple(int(d) for d in cfg.m1d_depths)
+    t0 = time.perf_counter()
+    sigma_w = math.sqrt(6.0)
+    ktr = conv_kernels(ds.images("train"), depths=depths, gap=True, sigma_w=sigma_w)
+    kte = conv_kernels(ds.images("test"), ds.images("train"), depths=depths, gap=True, sigma_w=sigma_w)
+    t_kernel = time.perf_counter() - t0
+    fc, v, g = [], [], []
+    for d in depths:
+        fc_tr, fc_te = nngp_ntk(ds.x_train, depth=d), nngp_ntk(ds.x_test, ds.x_train, depth=d)
+        fc.append(accuracy(kernel_regression(fc_tr.ntk, ds.y_train, fc_te.ntk), ds.labels_test))
+        for pool, out in (("flatten", v), ("gap", g)):
+            pred = kernel_regression(ktr.get(pool, d).ntk, ds.y_train, kte.get(pool, d).ntk)
+            out.append(accuracy(pred, ds.labels_test))
+    first = [int(np.flatnonzero(ds.labels_train == c)[0]) for c in range(10)]
+    return PoolingResult(
+        depths=np.asarray(depths), fc_ntk=np.asarray(fc), cntk_v=np.asarray(v), cntk_gap=np.asarray(g),
+        examples=ds.x_train[first], kernel_seconds=t_kernel, n_train=ds.n_train, n_test=ds.n_test,
     )
 
 
@@ -471,6 +550,25 @@ def plot_table(r: TableResult):
     ax.set(xlabel="depth (convolution layers)", ylabel="test accuracy (%)", xticks=r.depths,
            title=f"{r.dataset}: {r.n_train} training images, {r.channels} channels")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4)
+    return fig
+
+
+def plot_pooling(r: PoolingResult):
+    """Left: one MNIST-1D signal per class; right: test accuracy of the kernels against depth."""
+    from ..plotting import COLORS, figure
+
+    fig, (a, b) = figure(2, width=3.6, height=3.2)
+    for c, x in enumerate(r.examples):
+        a.plot(np.arange(x.size), x - 4.0 * c, color=COLORS[c % len(COLORS)], lw=1.1)
+    a.set(yticks=-4.0 * np.arange(10), yticklabels=[str(c) for c in range(10)], xlabel="position",
+          ylabel="class", title="MNIST-1D, one example per class")
+    b.plot(r.depths, 100 * r.cntk_gap, "s--", color=COLORS[1], label="CNTK-GAP")
+    b.plot(r.depths, 100 * r.cntk_v, "s--", color=COLORS[0], label="CNTK-V")
+    b.plot(r.depths, 100 * r.fc_ntk, "d:", color=COLORS[2], label="fully-connected NTK")
+    b.axhline(10, color="0.6", lw=0.8, ls="-", label="chance")
+    b.set(xlabel="depth (layers)", ylabel="test accuracy (%)", xticks=r.depths, ylim=(0, 100),
+          title=f"NTK regression, {r.n_train} training signals")
+    b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     return fig
 
 
