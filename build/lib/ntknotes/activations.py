@@ -1,0 +1,698 @@
+"""Activations as data: φ, φ', dual maps, Hermite coefficients and the scalars A, A', B.
+
+An :class:`Activation` bundles an elementwise nonlinearity φ with everything the
+infinite-width theory needs from it:
+
+* the *dual maps* ``dual(k11, k12, k22) = E[φ(u) φ(v)]`` and
+  ``dual_derivative(k11, k12, k22) = E[φ'(u) φ'(v)]`` for a centred bivariate
+  Gaussian ``(u, v)`` with covariance ``[[k11, k12], [k12, k22]]``, in closed form
+  where one is known (ReLU and leaky ReLU via the arc-cosine kernel
+  :cite:`cho2009kernel`, erf via arcsin, identity, sin) and by two-dimensional
+  quadrature otherwise;
+* the normalized Hermite coefficients ``a_k = E[φ(Z) h_k(Z)]`` with
+  ``h_k = He_k / sqrt(k!)`` and ``Z ~ N(0, 1)``;
+* ``A = E[φ(Z)]``, ``A' = E[φ'(Z)]``, ``B = E[φ'(Z)^2]`` and the second moment
+  ``E[φ(Z)^2]``; :meth:`Activation.normalized` rescales φ so that it equals 1.
+
+Quadrature: smooth activations use a tensor Gauss–Legendre rule in whitened
+coordinates (truncated at |z| = 11, split at 0); activations with kinks at 0 (ReLU-like) use a polar rule whose
+angular panels are split exactly where ``u = 0`` or ``v = 0``, with a
+Gauss–Legendre rule in the radius. Both reach ~1e-12 on the closed forms.
+
+Constructors are cached, so ``relu() is relu()``; this lets jitted kernels
+reuse their compilation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import precision  # noqa: F401  (sets the float policy)
+from ._checks import check_positive, check_positive_int
+
+__all__ = [
+    "Activation",
+    "get_activation",
+    "relu",
+    "leaky_relu",
+    "abrelu",
+    "erf",
+    "tanh",
+    "sigmoid_centered",
+    "identity",
+    "sin",
+    "gelu",
+    "abs_centered",
+    "hermite",
+    "hermite_series",
+    "phi_opt",
+    "from_callable",
+    "gaussian_expectation",
+    "bivariate_expectation",
+    "arccos",
+    "ACTIVATIONS",
+]
+
+Array = jax.Array
+DualFn = Callable[[Array, Array, Array], Array]
+
+# ----------------------------------------------------------------------------
+# quadrature rules (numpy, built once)
+# ----------------------------------------------------------------------------
+_SMOOTH_NODES = 40  # Gauss–Legendre nodes per half axis for smooth activations (tensor rule)
+_SMOOTH_CUTOFF = 11.0  # whitened coordinates are truncated to [-c, c]
+_POLAR_ANGULAR = 24  # Gauss–Legendre nodes per angular panel (4 panels)
+_POLAR_RADIAL = 64  # Gauss–Legendre nodes in the radius r on [0, _LINE_CUTOFF]
+_LINE_NODES = 256  # Gauss–Legendre nodes per half line for 1-D expectations
+_LINE_CUTOFF = 12.0  # |z| beyond this carries Gaussian mass below 1e-32
+
+
+@functools.lru_cache(maxsize=None)
+def _split_line_rule(n: int, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights with sum(w f(z)) ≈ E[f(Z)]: Gauss–Legendre on [-c, 0] and [0, c].
+
+    Unlike Gauss–Hermite, this converges fast also for steep functions such as
+    erf(10 z), whose growth off the real axis ruins Gauss–Hermite rules.
+    """
+    x, w = _gauss_legendre(n)
+    half = 0.5 * cutoff
+    zp = half * (x + 1.0)
+    wp = half * w * np.exp(-0.5 * zp**2) / math.sqrt(2.0 * math.pi)
+    return np.concatenate([-zp[::-1], zp]), np.concatenate([wp[::-1], wp])
+
+
+@functools.lru_cache(maxsize=None)
+def _radial_rule(n: int, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes r and weights with sum(w h(r)) ≈ ∫_0^∞ h(r) r e^{-r²/2} dr, Gauss–Legendre in r.
+
+    A rule in r (not Gauss–Laguerre in r²/2) converges exponentially for any polynomial growth
+    in r, including odd powers such as the constant offset of |z| - sqrt(2/pi).
+    """
+    x, w = _gauss_legendre(n)
+    r = 0.5 * cutoff * (x + 1.0)
+    return r, 0.5 * cutoff * w * r * np.exp(-0.5 * r * r)
+
+
+@functools.lru_cache(maxsize=None)
+def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(n)
+
+
+def _line_rule() -> tuple[np.ndarray, np.ndarray]:
+    """The rule for 1-D expectations: it tolerates a kink at 0."""
+    return _split_line_rule(_LINE_NODES, _LINE_CUTOFF)
+
+
+def gaussian_expectation(f: Callable[[np.ndarray], np.ndarray]) -> float:
+    """E[f(Z)] for Z ~ N(0, 1), accurate to ~1e-14 for piecewise-smooth f of moderate growth.
+
+    Args:
+      f: a vectorized function of a 1-D float64 array.
+    Returns:
+      The expectation as a Python float.
+    """
+    z, w = _line_rule()
+    vals = np.asarray(f(z), dtype=np.float64)
+    if not np.all(np.isfinite(vals)):
+        raise ValueError("the integrand returned NaN or inf on the quadrature nodes")
+    return float(np.sum(w * vals))
+
+
+def _correlation(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array, Array]:
+    """sqrt(k11), sqrt(k22) and the clipped correlation ρ (0 where a variance vanishes)."""
+    s1 = jnp.sqrt(jnp.maximum(k11, 0.0))
+    s2 = jnp.sqrt(jnp.maximum(k22, 0.0))
+    return s1, s2, _rho(k11, k12, k22)
+
+
+def _rho(k11: Array, k12: Array, k22: Array) -> Array:
+    """ρ = k12/√(k11 k22) clipped to [-1, 1], 0 where a variance vanishes.
+
+    One square root of the product (not a product of roots): when k11 = k12 = k22 this gives
+    ρ = 1 exactly (√(fl(q²)) = q in IEEE arithmetic), which matters because arccos(1 - ε) ≈ √(2ε).
+    """
+    denom = jnp.sqrt(jnp.maximum(k11 * k22, 0.0))
+    safe = jnp.where(denom > 0, denom, 1.0)
+    return jnp.where(denom > 0, jnp.clip(k12 / safe, -1.0, 1.0), 0.0)
+
+
+def bivariate_expectation(
+    f: Callable[[Array], Array],
+    g: Callable[[Array], Array],
+    k11: Array,
+    k12: Array,
+    k22: Array,
+    *,
+    smooth: bool = True,
+) -> Array:
+    """E[f(u) g(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]), by quadrature.
+
+    Args:
+      f, g: elementwise functions (jnp-traceable).
+      k11, k12, k22: broadcastable arrays of variances and covariance.
+      smooth: True for a tensor Gauss–Legendre rule on the truncated whitened
+        plane, split at 0 (smooth f, g); False for the
+        polar rule split at the kinks ``u = 0`` and ``v = 0`` (ReLU-like f, g).
+    Returns:
+      An array of the broadcast shape of the inputs.
+    """
+    k11, k12, k22 = jnp.broadcast_arrays(*(jnp.asarray(k) for k in (k11, k12, k22)))
+    s1, s2, rho = _correlation(k11, k12, k22)
+    c = jnp.sqrt(jnp.maximum(1.0 - rho**2, 0.0))
+    dtype = k11.dtype if jnp.issubdtype(k11.dtype, jnp.floating) else precision.default_dtype()
+    if smooth:
+        z, w = (jnp.asarray(a, dtype) for a in _split_line_rule(_SMOOTH_NODES, _SMOOTH_CUTOFF))
+
+        def body(acc, zw):
+            zi, wi = zw
+            u = s1 * zi
+            v = s2[..., None] * (rho[..., None] * zi + c[..., None] * z)
+            inner = jnp.sum(w * g(v), axis=-1)
+            return acc + wi * f(u) * inner, None
+
+        out, _ = jax.lax.scan(body, jnp.zeros_like(s1), (z, w))
+        return out
+    # polar rule: (z1, z2) = r (cos t, sin t); u = s1 z1, v = s2 (rho z1 + c z2)
+    t0 = jnp.arctan2(-rho, c)  # v = 0 on t = t0 and t0 + π
+    two_pi = 2.0 * math.pi
+    breaks = jnp.stack(
+        [
+            jnp.full_like(t0, 0.5 * math.pi),
+            jnp.full_like(t0, 1.5 * math.pi),
+            jnp.mod(t0, two_pi),
+            jnp.mod(t0 + math.pi, two_pi),
+        ],
+        axis=-1,
+    )
+    breaks = jnp.sort(breaks, axis=-1)
+    ends = jnp.concatenate([breaks[..., 1:], breaks[..., :1] + two_pi], axis=-1)
+    xg, wg = (jnp.asarray(a, dtype) for a in _gauss_legendre(_POLAR_ANGULAR))
+    half = 0.5 * (ends - breaks)  # (..., 4)
+    mid = 0.5 * (ends + breaks)
+    t = (mid[..., None] + half[..., None] * xg).reshape(*mid.shape[:-1], -1)  # (..., 4m)
+    wt = (half[..., None] * wg).reshape(*mid.shape[:-1], -1) / two_pi
+    cos_t, sin_t = jnp.cos(t), jnp.sin(t)
+    sr, wr = (jnp.asarray(a, dtype) for a in _radial_rule(_POLAR_RADIAL, _LINE_CUTOFF))
+
+    def rbody(acc, sw):
+        r, wi = sw
+        u = s1[..., None] * r * cos_t
+        v = s2[..., None] * r * (rho[..., None] * cos_t + c[..., None] * sin_t)
+        return acc + wi * jnp.sum(wt * f(u) * g(v), axis=-1), None
+
+    out, _ = jax.lax.scan(rbody, jnp.zeros_like(s1), (sr, wr))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# the Activation record
+# ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class Activation:
+    """An elementwise activation with the data the infinite-width theory needs.
+
+    Attributes:
+      name: a readable name, e.g. ``"relu"`` or ``"phi_opt(d=4)"``.
+      fn: φ, an elementwise jnp-traceable function.
+      deriv: φ' (elementwise); ``None`` means automatic differentiation of ``fn``.
+      dual_fn: closed form of E[φ(u)φ(v)] as a function of (k11, k12, k22), or ``None``.
+      dual_deriv_fn: closed form of E[φ'(u)φ'(v)], or ``None``.
+      smooth: whether φ is smooth (selects the quadrature rule when no closed form exists).
+      homogeneous_dual: for positively homogeneous φ (φ(cz) = cφ(z) for c > 0: ReLU, leaky
+        ReLU, ABReLU, identity) a map ρ ↦ (J(ρ), J̇(ρ)), the two duals at unit variances and
+        correlation ρ; then E[φ(u)φ(v)] = √(k11 k22) J(ρ) and E[φ'(u)φ'(v)] = J̇(ρ). Kernels use
+        it for a fast recursion on correlations; ``None`` otherwise.
+
+    Instances compare and hash by identity; the constructors below are cached.
+    """
+
+    name: str
+    fn: Callable[[Array], Array]
+    deriv: Optional[Callable[[Array], Array]] = None
+    dual_fn: Optional[DualFn] = None
+    dual_deriv_fn: Optional[DualFn] = None
+    smooth: bool = True
+    homogeneous_dual: Optional[Callable[[Array], tuple[Array, Array]]] = None
+
+    # -- evaluation --------------------------------------------------------
+    def __call__(self, z: Array) -> Array:
+        """φ(z), elementwise."""
+        return self.fn(z)
+
+    def derivative(self, z: Array) -> Array:
+        """φ'(z), elementwise."""
+        if self.deriv is not None:
+            return self.deriv(z)
+        z = jnp.asarray(z)
+        return jax.jvp(self.fn, (z,), (jnp.ones_like(z),))[1]
+
+    @property
+    def has_closed_form(self) -> bool:
+        """True when both dual maps are known in closed form."""
+        return self.dual_fn is not None and self.dual_deriv_fn is not None
+
+    # -- dual maps ---------------------------------------------------------
+    def dual(self, k11: Array, k12: Array, k22: Array) -> Array:
+        """E[φ(u)φ(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]); arrays broadcast."""
+        if self.dual_fn is not None:
+            return self.dual_fn(*jnp.broadcast_arrays(jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)))
+        return self.dual_quadrature(k11, k12, k22)
+
+    def dual_derivative(self, k11: Array, k12: Array, k22: Array) -> Array:
+        """E[φ'(u)φ'(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]); arrays broadcast."""
+        if self.dual_deriv_fn is not None:
+            return self.dual_deriv_fn(*jnp.broadcast_arrays(jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)))
+        return self.dual_derivative_quadrature(k11, k12, k22)
+
+    def dual_and_derivative(self, k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
+        """(E[φ(u)φ(v)], E[φ'(u)φ'(v)]) together, sharing work (one arccos for ReLU); arrays broadcast."""
+        k11, k12, k22 = jnp.broadcast_arrays(jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22))
+        if self.homogeneous_dual is not None:
+            s1, s2, rho = _correlation(k11, k12, k22)
+            j, jdot = self.homogeneous_dual(rho)
+            return s1 * s2 * j, jdot
+        return self.dual(k11, k12, k22), self.dual_derivative(k11, k12, k22)
+
+    def dual_quadrature(self, k11: Array, k12: Array, k22: Array) -> Array:
+        """E[φ(u)φ(v)] by quadrature, whether or not a closed form exists."""
+        return bivariate_expectation(self.fn, self.fn, k11, k12, k22, smooth=self.smooth)
+
+    def dual_derivative_quadrature(self, k11: Array, k12: Array, k22: Array) -> Array:
+        """E[φ'(u)φ'(v)] by quadrature, whether or not a closed form exists."""
+        return bivariate_expectation(self.derivative, self.derivative, k11, k12, k22, smooth=self.smooth)
+
+    # -- one-dimensional Gaussian quantities -------------------------------
+    def _np(self, f: Callable[[Array], Array]) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda z: np.asarray(f(jnp.asarray(z, jnp.float64)), dtype=np.float64)
+
+    @functools.cached_property
+    def second_moment(self) -> float:
+        """E[φ(Z)^2] for Z ~ N(0, 1)."""
+        f = self._np(self.fn)
+        return gaussian_expectation(lambda z: f(z) ** 2)
+
+    @functools.cached_property
+    def A(self) -> float:
+        """A = E[φ(Z)] = a_0."""
+        return gaussian_expectation(self._np(self.fn))
+
+    @functools.cached_property
+    def A_prime(self) -> float:
+        """A' = E[φ'(Z)] = a_1 (Stein's lemma)."""
+        return gaussian_expectation(self._np(self.derivative))
+
+    @functools.cached_property
+    def B(self) -> float:
+        """B = E[φ'(Z)^2]; for a normalized φ this is the slope of its dual at ρ = 1."""
+        d = self._np(self.derivative)
+        return gaussian_expectation(lambda z: d(z) ** 2)
+
+    def hermite_coefficients(self, n: int = 16) -> np.ndarray:
+        """Coefficients a_0..a_{n-1} of φ in the normalized Hermite basis h_k = He_k/√k!.
+
+        Returns:
+          A float64 array of shape (n,). For a normalized φ, sum(a_k^2) = 1 and the
+          unit-variance dual is Σ a_k^2 ρ^k.
+        """
+        n = check_positive_int(n, "n")
+        f = self._np(self.fn)
+        z, w = _line_rule()
+        fz = f(z)
+        hk = _hermite_table(z, n)
+        return hk @ (w * fz)
+
+    # -- derived activations ----------------------------------------------
+    def normalized(self) -> "Activation":
+        """A copy c·φ with c = 1/sqrt(E[φ(Z)^2]), so that E[φ(Z)^2] = 1."""
+        return _normalized(self)
+
+    def scaled(self, c: float) -> "Activation":
+        """The activation c·φ (duals scale by c^2)."""
+        return _scaled(self, float(c))
+
+    def __repr__(self) -> str:
+        return f"Activation({self.name!r})"
+
+
+def _hermite_table(z: np.ndarray, n: int) -> np.ndarray:
+    """Rows h_0(z)..h_{n-1}(z), h_k = He_k / sqrt(k!), by the stable normalized recurrence."""
+    out = np.empty((n, z.size))
+    out[0] = 1.0
+    if n > 1:
+        out[1] = z
+    for k in range(1, n - 1):
+        out[k + 1] = (z * out[k] - math.sqrt(k) * out[k - 1]) / math.sqrt(k + 1)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _scaled(act: Activation, c: float) -> Activation:
+    if not np.isfinite(c):
+        raise ValueError(f"scale must be finite, got {c}")
+    c2 = c * c
+    fn, dv = act.fn, act.derivative
+    dual = (lambda a, b, d: c2 * act.dual_fn(a, b, d)) if act.dual_fn else None
+    ddual = (lambda a, b, d: c2 * act.dual_deriv_fn(a, b, d)) if act.dual_deriv_fn else None
+    hom = act.homogeneous_dual
+    unit = (lambda r: tuple(c2 * v for v in hom(r))) if hom is not None else None
+    return Activation(
+        name=f"{c:.6g}*{act.name}",
+        fn=lambda z: c * fn(z),
+        deriv=lambda z: c * dv(z),
+        dual_fn=dual,
+        dual_deriv_fn=ddual,
+        smooth=act.smooth,
+        homogeneous_dual=unit,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _normalized(act: Activation) -> Activation:
+    m2 = act.second_moment
+    if not m2 > 0:
+        raise ValueError(f"cannot normalize {act.name}: E[phi(Z)^2] = {m2} is not positive")
+    out = _scaled(act, 1.0 / math.sqrt(m2))
+    return dataclasses.replace(out, name=f"{act.name} (normalized)")
+
+
+# ----------------------------------------------------------------------------
+# closed forms
+# ----------------------------------------------------------------------------
+# asin(t) = t + t z P(z), z = t^2, on 0 <= t <= 1/2: a degree-12 least-squares fit (Chebyshev
+# nodes) to the Taylor series of asin, max relative error 4e-16 against long-double arcsin.
+_ASIN_COEFFS = (
+    0.16666666666666755, 0.0749999999990931, 0.04464285728169333, 0.03038193620613076,
+    0.02237240743129071, 0.017348460362192255, 0.014010284469554372, 0.011255603009753966,
+    0.010911352078674963, 0.006084828431028421, 0.008378031523913016, 0.009022694871895911,
+    0.006715692205959629,
+)  # fmt: skip
+
+
+def arccos(rho: Array) -> Array:
+    """arccos ρ for ρ in [-1, 1], elementwise, to ~2 ulp, from one sqrt and a polynomial.
+
+    XLA lowers ``jnp.arccos`` to ``atan2``, a scalar libm call on CPU (~20 ns per entry);
+    this branch-free version vectorizes (~4 ns) and is what the ReLU-family duals use.
+    Uses arccos|ρ| = 2 asin(√((1-|ρ|)/2)) for |ρ| > 1/2 and π/2 - asin|ρ| otherwise.
+    Values outside [-1, 1] are clipped.
+    """
+    rho = jnp.asarray(rho)
+    a = jnp.minimum(jnp.abs(rho), 1.0)
+    big = a > 0.5
+    t = jnp.where(big, jnp.sqrt(0.5 * (1.0 - a)), a)
+    z = t * t
+    p = jnp.full_like(z, _ASIN_COEFFS[-1])
+    for coeff in _ASIN_COEFFS[-2::-1]:
+        p = p * z + coeff
+    asin_t = t + t * z * p
+    acos_a = jnp.where(big, 2.0 * asin_t, 0.5 * math.pi - asin_t)
+    return jnp.where(rho < 0, math.pi - acos_a, acos_a)
+
+
+def _relu_unit(rho: Array) -> tuple[Array, Array]:
+    """ReLU duals at unit variances: ((√(1-ρ²) + (π-θ)ρ)/2π, (π-θ)/2π) with θ = arccos ρ."""
+    rho = jnp.clip(rho, -1.0, 1.0)
+    theta = arccos(rho)
+    sine = jnp.sqrt(jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0))
+    return (sine + (math.pi - theta) * rho) * (0.5 / math.pi), (math.pi - theta) * (0.5 / math.pi)
+
+
+def _relu_dual(k11: Array, k12: Array, k22: Array) -> Array:
+    s1, s2, rho = _correlation(k11, k12, k22)
+    return s1 * s2 * _relu_unit(rho)[0]
+
+
+def _relu_dual_deriv(k11: Array, k12: Array, k22: Array) -> Array:
+    return _relu_unit(_rho(k11, k12, k22))[1]
+
+
+def _erf_dual(k11: Array, k12: Array, k22: Array) -> Array:
+    denom = jnp.sqrt((1.0 + 2.0 * k11) * (1.0 + 2.0 * k22))
+    return (2.0 / math.pi) * jnp.arcsin(jnp.clip(2.0 * k12 / denom, -1.0, 1.0))
+
+
+def _erf_dual_deriv(k11: Array, k12: Array, k22: Array) -> Array:
+    det = (1.0 + 2.0 * k11) * (1.0 + 2.0 * k22) - 4.0 * k12**2
+    return (4.0 / math.pi) / jnp.sqrt(jnp.maximum(det, 1e-300))
+
+
+@functools.lru_cache(maxsize=None)
+def relu() -> Activation:
+    """ReLU φ(z) = max(z, 0), with the arc-cosine kernel of degree 1 as its dual."""
+    return Activation(
+        name="relu",
+        fn=lambda z: jnp.maximum(z, 0.0),
+        deriv=lambda z: jnp.where(z > 0, 1.0, 0.0).astype(jnp.result_type(z, float)),
+        dual_fn=_relu_dual,
+        dual_deriv_fn=_relu_dual_deriv,
+        smooth=False,
+        homogeneous_dual=_relu_unit,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def abrelu(a: float, b: float) -> Activation:
+    """ABReLU φ(z) = a·z for z < 0 and b·z for z >= 0 (leaky ReLU is a = slope, b = 1).
+
+    Its dual is (b - a)^2 · relu-dual + a·b·k12, and E[φ'φ'] = a·b + (b - a)^2 (π - θ)/(2π).
+    """
+    a, b = float(a), float(b)
+    if not (np.isfinite(a) and np.isfinite(b)):
+        raise ValueError(f"abrelu slopes must be finite, got a={a}, b={b}")
+    d2 = (b - a) ** 2
+
+    def unit(rho):
+        j, jdot = _relu_unit(rho)
+        return d2 * j + a * b * rho, a * b + d2 * jdot
+
+    return Activation(
+        name=f"abrelu(a={a:g}, b={b:g})",
+        fn=lambda z: jnp.where(z >= 0, b * z, a * z),
+        deriv=lambda z: jnp.where(z > 0, b, a).astype(jnp.result_type(z, float)),
+        dual_fn=lambda k11, k12, k22: d2 * _relu_dual(k11, k12, k22) + a * b * k12,
+        dual_deriv_fn=lambda k11, k12, k22: a * b + d2 * _relu_dual_deriv(k11, k12, k22),
+        smooth=False,
+        homogeneous_dual=unit,
+    )
+
+
+def leaky_relu(slope: float = 0.01) -> Activation:
+    """Leaky ReLU φ(z) = z for z >= 0 and slope·z otherwise."""
+    act = abrelu(float(slope), 1.0)
+    return act
+
+
+@functools.lru_cache(maxsize=None)
+def erf() -> Activation:
+    """φ(z) = erf(z), with the arcsin dual of Williams (1997)."""
+    return Activation(
+        name="erf",
+        fn=jax.scipy.special.erf,
+        deriv=lambda z: (2.0 / math.sqrt(math.pi)) * jnp.exp(-jnp.square(z)),
+        dual_fn=_erf_dual,
+        dual_deriv_fn=_erf_dual_deriv,
+        smooth=True,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def tanh() -> Activation:
+    """φ(z) = tanh(z); duals by quadrature."""
+    return Activation(name="tanh", fn=jnp.tanh, deriv=lambda z: 1.0 - jnp.tanh(z) ** 2, smooth=True)
+
+
+@functools.lru_cache(maxsize=None)
+def sigmoid_centered() -> Activation:
+    """φ(z) = sigmoid(z) - 1/2 (an odd function); duals by quadrature."""
+
+    def d(z):
+        s = jax.nn.sigmoid(z)
+        return s * (1.0 - s)
+
+    return Activation(name="sigmoid-1/2", fn=lambda z: jax.nn.sigmoid(z) - 0.5, deriv=d, smooth=True)
+
+
+@functools.lru_cache(maxsize=None)
+def identity() -> Activation:
+    """φ(z) = z: the network is linear and every dual is exact."""
+    return Activation(
+        name="identity",
+        fn=lambda z: z,
+        deriv=lambda z: jnp.ones_like(z),
+        dual_fn=lambda k11, k12, k22: k12,
+        dual_deriv_fn=lambda k11, k12, k22: jnp.ones_like(k12),
+        smooth=True,
+        homogeneous_dual=lambda rho: (rho, jnp.ones_like(rho)),
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def sin(frequency: float = 1.0) -> Activation:
+    """φ(z) = sin(w z) with w = ``frequency``.
+
+    E[sin(wu) sin(wv)] = exp(-w^2 (k11 + k22)/2) sinh(w^2 k12) and
+    E[φ'(u)φ'(v)] = w^2 exp(-w^2 (k11 + k22)/2) cosh(w^2 k12).
+    The lecture's sin(√a z) is ``sin(frequency=sqrt(a))``.
+    """
+    w = check_positive(frequency, "frequency")
+    w2 = w * w
+    return Activation(
+        name="sin" if w == 1.0 else f"sin({w:g}z)",
+        fn=lambda z: jnp.sin(w * z),
+        deriv=lambda z: w * jnp.cos(w * z),
+        dual_fn=lambda k11, k12, k22: jnp.exp(-0.5 * w2 * (k11 + k22)) * jnp.sinh(w2 * k12),
+        dual_deriv_fn=lambda k11, k12, k22: w2 * jnp.exp(-0.5 * w2 * (k11 + k22)) * jnp.cosh(w2 * k12),
+        smooth=True,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def gelu() -> Activation:
+    """GELU φ(z) = z Φ(z) (exact, not the tanh approximation); duals by quadrature."""
+    inv_sqrt2 = 1.0 / math.sqrt(2.0)
+
+    def cdf(z):
+        return 0.5 * (1.0 + jax.scipy.special.erf(z * inv_sqrt2))
+
+    def d(z):
+        return cdf(z) + z * jnp.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+
+    return Activation(name="gelu", fn=lambda z: z * cdf(z), deriv=d, smooth=True)
+
+
+@functools.lru_cache(maxsize=None)
+def abs_centered() -> Activation:
+    """φ(z) = |z| - sqrt(2/π): an even activation with E[φ(Z)] = 0 and E[φ'(Z)] = 0."""
+    c = math.sqrt(2.0 / math.pi)
+    return Activation(
+        name="|z|-sqrt(2/pi)",
+        fn=lambda z: jnp.abs(z) - c,
+        deriv=lambda z: jnp.sign(z).astype(jnp.result_type(z, float)),
+        smooth=False,
+    )
+
+
+def _hermite_poly(z: Array, coeffs: tuple[float, ...]) -> Array:
+    """Σ c_k h_k(z) with the normalized recurrence (jnp)."""
+    h_prev = jnp.ones_like(z)
+    out = coeffs[0] * h_prev
+    if len(coeffs) == 1:
+        return out
+    h = z
+    out = out + coeffs[1] * h
+    for k in range(1, len(coeffs) - 1):
+        h_prev, h = h, (z * h - math.sqrt(k) * h_prev) / math.sqrt(k + 1)
+        out = out + coeffs[k + 1] * h
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def hermite_series(coeffs: tuple[float, ...], name: Optional[str] = None) -> Activation:
+    """φ = Σ_k c_k h_k with h_k = He_k/√k! (normalized probabilists' Hermite polynomials).
+
+    Args:
+      coeffs: a tuple (c_0, ..., c_K) of floats.
+      name: optional display name.
+    The derivative is Σ_k c_k √k h_{k-1}; duals for general covariances come from
+    quadrature (accurate to ~1e-13 for moderate degrees).
+    """
+    if not isinstance(coeffs, tuple) or len(coeffs) == 0:
+        raise TypeError(f"coeffs must be a non-empty tuple of floats, got {coeffs!r}")
+    c = tuple(float(x) for x in coeffs)
+    if not all(np.isfinite(c)):
+        raise ValueError(f"Hermite coefficients must be finite, got {c}")
+    dc = tuple(math.sqrt(k) * c[k] for k in range(1, len(c))) or (0.0,)
+    return Activation(
+        name=name or f"hermite_series{c}",
+        fn=lambda z: _hermite_poly(z, c),
+        deriv=lambda z: _hermite_poly(z, dc),
+        smooth=True,
+    )
+
+
+def hermite(k: int) -> Activation:
+    """The normalized Hermite polynomial h_k = He_k/√k! as an activation (h_2 = (z^2 - 1)/√2)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"Hermite degree k must be an integer >= 0, got {k!r}")
+    coeffs = tuple([0.0] * int(k) + [1.0])
+    return hermite_series(coeffs, name=f"h_{int(k)}")
+
+
+def phi_opt(d: int) -> Activation:
+    """The optimal activation of Radhakrishnan, Belkin & Uhler for data on the d-sphere (d >= 2).
+
+    φ_opt(z) = 2^{-d/4} h_3(z) + sqrt(1 - 2^{1-d/2}) h_2(z) + 2^{-d/4} h_1(z): normalized,
+    with A = 0, A' = 2^{-d/4} and B = 2, so its deep-limit singular kernel has exponent α = d.
+    """
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 2:
+        raise ValueError(f"phi_opt needs an integer sphere dimension d >= 2, got {d!r}")
+    a = 2.0 ** (-d / 4.0)
+    return hermite_series((0.0, a, math.sqrt(max(1.0 - 2.0 ** (1.0 - d / 2.0), 0.0)), a), name=f"phi_opt(d={int(d)})")
+
+
+@functools.lru_cache(maxsize=None)
+def _from_callable(fn: Callable, name: str, smooth: bool, deriv: Optional[Callable]) -> Activation:
+    return Activation(name=name, fn=fn, deriv=deriv, smooth=smooth)
+
+
+def from_callable(
+    fn: Callable[[Array], Array],
+    name: Optional[str] = None,
+    *,
+    smooth: bool = True,
+    deriv: Optional[Callable[[Array], Array]] = None,
+) -> Activation:
+    """Wrap any elementwise jnp-traceable function as an Activation (duals by quadrature).
+
+    Args:
+      fn: φ, elementwise.
+      name: display name (defaults to ``fn.__name__``).
+      smooth: False when φ has kinks at 0 only (e.g. piecewise linear); selects the polar rule.
+      deriv: φ' if known; otherwise automatic differentiation.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    probe = np.asarray(fn(jnp.linspace(-2.0, 2.0, 5)))
+    if probe.shape != (5,):
+        raise ValueError(f"activation must act elementwise: a (5,) input gave shape {probe.shape}")
+    return _from_callable(fn, name or getattr(fn, "__name__", "custom"), bool(smooth), deriv)
+
+
+ACTIVATIONS: dict[str, Callable[[], Activation]] = {
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "erf": erf,
+    "tanh": tanh,
+    "sigmoid_centered": sigmoid_centered,
+    "identity": identity,
+    "linear": identity,
+    "sin": sin,
+    "gelu": gelu,
+    "abs_centered": abs_centered,
+}
+
+
+def get_activation(spec: "str | Activation | Callable") -> Activation:
+    """Resolve an activation given as an :class:`Activation`, a registered name, or a callable.
+
+    Registered names: relu, leaky_relu, erf, tanh, sigmoid_centered, identity (linear),
+    sin, gelu, abs_centered. Raises ValueError for an unknown name.
+    """
+    if isinstance(spec, Activation):
+        return spec
+    if isinstance(spec, str):
+        key = spec.strip().lower()
+        if key not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {spec!r}; expected one of {sorted(ACTIVATIONS)} or an Activation")
+        return ACTIVATIONS[key]()
+    if callable(spec):
+        return from_callable(spec)
+    raise TypeError(f"activation must be a name, an Activation or a callable, got {type(spec).__name__}")
+
+

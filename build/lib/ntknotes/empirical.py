@@ -1,0 +1,268 @@
+"""Empirical neural tangent kernels of finite networks.
+
+The empirical NTK of a network f(·; θ) with k outputs is the Gram matrix of its
+parameter gradients, Θ̂(x, x')_{ab} = Σ_p ∂f_a(x)/∂θ_p ∂f_b(x')/∂θ_p.
+
+* :func:`empirical_ntk` works for any ``apply(params, x)``: either by contracting
+  per-example Jacobians (``method="jacobian"``, tiled over the inputs so only
+  ``block_size`` Jacobians live at once) or from NTK-vector products
+  (``method="ntvp"``: one ``jax.vjp`` and one ``jax.jvp`` per column, never a Jacobian).
+* :func:`ntk_vector_product` computes Θ̂(x1, x2) v without any Jacobian.
+* :func:`mlp_ntk` is the fast layer-wise formula for :class:`ntknotes.networks.MLP`:
+  Θ̂ = Σ_l (forward Gram of layer l's input, times its weight factor, plus the bias
+  factor) ⊙ (Gram of the backward signals ∂f/∂h^l), costing O(N² Σ n_l) time and
+  O(N² + N Σ n_l) memory, never O(N · #params).
+
+Output modes: ``"trace"`` returns the kernel averaged over the output diagonal,
+(1/k) Σ_a Θ̂_{aa}, shape (N1, N2) (for one output, simply Θ̂); ``"full"`` returns
+the whole (N1, N2, k, k) tensor.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import check_choice, check_finite, check_positive_int, check_same_features
+from .networks import MLP, Params
+
+__all__ = ["empirical_ntk", "ntk_vector_product", "mlp_ntk", "mlp_ntk_per_layer", "empirical_nngp"]
+
+Array = jax.Array
+ApplyFn = Callable[[object, Array], Array]
+OUTPUT_MODES = ("trace", "full")
+_JACOBIAN_BUDGET = 2**26  # scalars of Jacobian held at once per block (512 MB in float64)
+
+
+def _as_2d_output(apply: ApplyFn) -> ApplyFn:
+    """Wrap apply so that it always returns (N, k)."""
+
+    def f(params, x):
+        out = apply(params, x)
+        return out[:, None] if out.ndim == 1 else out
+
+    return f
+
+
+def _check_inputs(x1, x2):
+    if not hasattr(x1, "shape") or x1.ndim < 2:
+        raise ValueError(f"x1 must be a batch of inputs with shape (N, ...), got {getattr(x1, 'shape', type(x1))}")
+    check_finite(x1, "x1")
+    if x2 is not None:
+        if not hasattr(x2, "shape") or x2.ndim < 2:
+            raise ValueError(f"x2 must be a batch of inputs with shape (N, ...), got {getattr(x2, 'shape', type(x2))}")
+        check_same_features(x1, x2)
+        check_finite(x2, "x2")
+
+
+def _flat_jacobian(apply2d: ApplyFn, params, xb: Array) -> Array:
+    """Per-example Jacobians of a block of inputs, flattened: shape (b, k, P)."""
+
+    def single(x):
+        jac = jax.jacrev(lambda p: apply2d(p, x[None])[0])(params)  # leaves (k, *shape)
+        leaves = jax.tree_util.tree_leaves(jac)
+        return jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
+
+    return jax.vmap(single)(xb)
+
+
+def _reduce(block: Array, output: str) -> Array:
+    """(b1, k, b2, k) -> (b1, b2) for "trace" or (b1, b2, k, k) for "full"."""
+    if output == "trace":
+        return jnp.einsum("iaja->ij", block) / block.shape[1]
+    return jnp.transpose(block, (0, 2, 1, 3))
+
+
+def empirical_ntk(
+    apply: ApplyFn,
+    params,
+    x1: Array,
+    x2: Optional[Array] = None,
+    *,
+    method: str = "jacobian",
+    output: str = "trace",
+    block_size: Optional[int] = None,
+) -> Array:
+    """The empirical NTK Θ̂(x1, x2) of any network ``apply(params, x)``.
+
+    Args:
+      apply: a function of (params, x) with x of shape (N, ...) returning (N, k) or (N,).
+      params: any pytree of arrays.
+      x1: inputs (N1, ...); x2: inputs (N2, ...) or ``None`` for x2 = x1.
+      method: ``"jacobian"`` (contract per-example Jacobians, tiled) or ``"ntvp"``
+        (NTK-vector products with ``jax.vjp``/``jax.jvp``, no Jacobian at all).
+      output: ``"trace"`` for the (N1, N2) output-averaged kernel, ``"full"`` for (N1, N2, k, k).
+      block_size: inputs per Jacobian block (default: as many as fit in ~2^25 scalars).
+
+    Returns:
+      A jax array of shape (N1, N2) or (N1, N2, k, k).
+    """
+    if not callable(apply):
+        raise TypeError(f"apply must be callable as apply(params, x), got {type(apply).__name__}")
+    check_choice(method, "method", ("jacobian", "ntvp"))
+    check_choice(output, "output", OUTPUT_MODES)
+    _check_inputs(x1, x2)
+    f = _as_2d_output(apply)
+    symmetric = x2 is None
+    x2 = x1 if symmetric else x2
+    if method == "ntvp":
+        return _ntk_by_products(f, params, x1, x2, output)
+    k = int(jax.eval_shape(lambda p: f(p, x1[:1]), params).shape[1])
+    n_params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params))
+    if block_size is None:
+        block_size = max(1, _JACOBIAN_BUDGET // max(1, k * n_params))
+    bs = check_positive_int(block_size, "block_size")
+    jac = jax.jit(lambda p, xb: _flat_jacobian(f, p, xb))
+    contract = jax.jit(lambda ja, jb: _reduce(jnp.einsum("iap,jbp->iajb", ja, jb), output))
+    n1, n2 = x1.shape[0], x2.shape[0]
+    starts2 = list(range(0, n2, bs))
+    # keep every column block's Jacobian when they fit in 4 budgets; otherwise recompute per row block
+    keep = n2 * k * n_params <= 4 * _JACOBIAN_BUDGET
+    jac2 = [jac(params, x2[j : j + bs]) for j in starts2] if keep else None
+    rows = []
+    for i in range(0, n1, bs):
+        ja = jac2[i // bs] if (keep and symmetric) else jac(params, x1[i : i + bs])
+        row = []
+        for jj, j in enumerate(starts2):
+            if symmetric and j < i:
+                row.append(None)
+                continue
+            if symmetric and j == i:
+                jb = ja
+            else:
+                jb = jac2[jj] if keep else jac(params, x2[j : j + bs])
+            row.append(contract(ja, jb))
+        rows.append(row)
+    if symmetric:
+        nb = len(rows)
+        for i in range(nb):
+            for j in range(i):
+                blk = rows[j][i]
+                rows[i][j] = jnp.swapaxes(blk, 0, 1) if output == "trace" else jnp.transpose(blk, (1, 0, 3, 2))
+    return jnp.concatenate([jnp.concatenate(r, axis=1) for r in rows], axis=0)
+
+
+def ntk_vector_product(apply: ApplyFn, params, x1: Array, x2: Array, v: Array) -> Array:
+    """Θ̂(x1, x2) v without forming a Jacobian: J(x1) [J(x2)ᵀ v].
+
+    Args:
+      apply: ``apply(params, x)`` returning (N, k) or (N,).
+      params: pytree; x1: (N1, ...); x2: (N2, ...).
+      v: (N2, k) (or (N2,) for a single output), a vector in the output space of x2.
+    Returns:
+      (N1, k) (or (N1,) when v is 1-D): Σ_{m,b} Θ̂(x1_n, x2_m)_{ab} v_{mb}.
+    """
+    _check_inputs(x1, x2)
+    f = _as_2d_output(apply)
+    squeeze = v.ndim == 1
+    v2 = v[:, None] if squeeze else v
+    out = jax.eval_shape(lambda p: f(p, x2), params)
+    if v2.shape != out.shape:
+        raise ValueError(f"v must have shape {out.shape} (or ({out.shape[0]},) for one output), got {v.shape}")
+    _, vjp_fn = jax.vjp(lambda p: f(p, x2), params)
+    (tangent,) = vjp_fn(jnp.asarray(v2, out.dtype))
+    _, prod = jax.jvp(lambda p: f(p, x1), (params,), (tangent,))
+    return prod[:, 0] if squeeze else prod
+
+
+def _ntk_by_products(f: ApplyFn, params, x1: Array, x2: Array, output: str) -> Array:
+    """All columns of Θ̂ from NTK-vector products with the unit vectors, vmapped."""
+    out2 = jax.eval_shape(lambda p: f(p, x2), params)
+    n2, k = out2.shape
+    _, vjp_fn = jax.vjp(lambda p: f(p, x2), params)
+
+    def column(e):
+        (tangent,) = vjp_fn(e.reshape(n2, k))
+        return jax.jvp(lambda p: f(p, x1), (params,), (tangent,))[1]  # (N1, k)
+
+    eye = jnp.eye(n2 * k, dtype=out2.dtype)
+    cols = jax.lax.map(column, eye, batch_size=min(64, n2 * k))  # (N2*k, N1, k)
+    full = jnp.transpose(cols.reshape(n2, k, x1.shape[0], k), (2, 0, 3, 1))  # (N1, N2, k_a, k_b)
+    if output == "trace":
+        return jnp.einsum("ijaa->ij", full) / k
+    return full
+
+
+# ----------------------------------------------------------------------------
+# layer-wise NTK of ntknotes MLPs
+# ----------------------------------------------------------------------------
+def _backward_signals(net: MLP, params: Params, fwd) -> list:
+    """δ^l = ∂f/∂h^l for l = 1..L+1, each (N, k, n_l); δ^{L+1} is the identity per example."""
+    n, k = fwd.output.shape
+    scales = net.layer_scales()
+    delta = jnp.broadcast_to(jnp.eye(k, dtype=fwd.output.dtype), (n, k, k))
+    deltas = [delta]
+    for l in range(net.depth, 0, -1):  # weight layer l maps x^l -> h^{l+1}
+        cw = scales[l][0]
+        back = cw * jnp.einsum("nab,jb->naj", delta, params[l]["W"])
+        delta = back * net.activation.derivative(fwd.preactivations[l - 1])[:, None, :]
+        deltas.append(delta)
+    return deltas[::-1]  # index i: signal at the output of weight layer i
+
+
+@functools.partial(jax.jit, static_argnames=("net", "output", "symmetric"))
+def _mlp_ntk_terms(net: MLP, params: Params, x1: Array, x2: Array, output: str, symmetric: bool) -> Array:
+    f1 = net.forward(params, x1)
+    d1 = _backward_signals(net, params, f1)
+    if symmetric:
+        f2, d2 = f1, d1
+    else:
+        f2 = net.forward(params, x2)
+        d2 = _backward_signals(net, params, f2)
+    terms = []
+    for i, (cw, cb) in enumerate(net.layer_scales()):
+        fwd_gram = cw**2 * (f1.inputs[i] @ f2.inputs[i].T)
+        if net.has_bias:
+            fwd_gram = fwd_gram + cb**2
+        if output == "trace":
+            back = jnp.einsum("naj,maj->nm", d1[i], d2[i]) / net.out_dim
+            terms.append(fwd_gram * back)
+        else:
+            back = jnp.einsum("naj,mbj->nmab", d1[i], d2[i])
+            terms.append(fwd_gram[:, :, None, None] * back)
+    return jnp.stack(terms)
+
+
+def mlp_ntk_per_layer(
+    net: MLP, params: Params, x1: Array, x2: Optional[Array] = None, *, output: str = "trace"
+) -> Array:
+    """Each weight layer's part of the empirical NTK of an :class:`~ntknotes.networks.MLP`.
+
+    Returns:
+      An array of shape (L+1, N1, N2) (or (L+1, N1, N2, k, k) for ``output="full"``); entry i is
+      the contribution of the weights and bias of layer i+1, and the entries sum to Θ̂.
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"mlp_ntk needs an ntknotes.networks.MLP, got {type(net).__name__}; use empirical_ntk")
+    check_choice(output, "output", OUTPUT_MODES)
+    _check_inputs(x1, x2)
+    net._check_params(params)
+    if x1.shape[1] != net.in_dim:
+        raise ValueError(f"x1 has {x1.shape[1]} features but the network takes {net.in_dim}")
+    symmetric = x2 is None
+    return _mlp_ntk_terms(net, params, x1, x1 if symmetric else x2, output, symmetric)
+
+
+def mlp_ntk(net: MLP, params: Params, x1: Array, x2: Optional[Array] = None, *, output: str = "trace") -> Array:
+    """The empirical NTK of an :class:`~ntknotes.networks.MLP` by the layer-wise formula.
+
+    Same value as ``empirical_ntk(net.apply, params, x1, x2)`` but without Jacobians:
+    O(N1 N2 Σ_l n_l) time and O(N1 N2 + N Σ_l n_l k) memory.
+
+    Returns:
+      (N1, N2) for ``output="trace"``, (N1, N2, k, k) for ``"full"``.
+    """
+    return jnp.sum(mlp_ntk_per_layer(net, params, x1, x2, output=output), axis=0)
+
+
+def empirical_nngp(apply: ApplyFn, params, x1: Array, x2: Optional[Array] = None) -> Array:
+    """One network's output Gram (1/k) f(x1) f(x2)ᵀ, shape (N1, N2); its mean over random
+    networks is the NNGP kernel."""
+    _check_inputs(x1, x2)
+    f = _as_2d_output(apply)
+    a = f(params, x1)
+    b = a if x2 is None else f(params, x2)
+    return a @ b.T / a.shape[1]

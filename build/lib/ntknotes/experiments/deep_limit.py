@@ -1,0 +1,328 @@
+"""Experiments of the chapter "Deep-limit classifiers and φ_opt".
+
+* :func:`case_table`: A, A', B, α and the case of a list of activations, as rows and as markdown;
+* :func:`relu_offdiagonal`: K_L(x, x')/(L+1) of ReLU at large depths;
+* :func:`singular_exponent`: the deep NNGP against ‖x − x'‖ and the fitted exponent;
+* :func:`kernel_ratios`: K_L(x, x_i)/K_L(x, x_1) against depth (collapse for an even activation);
+* :func:`slow_road`: how far the NTK and the NNGP are from their common limit, against depth;
+* :func:`classification`: deep kernel classifiers on Dirichlet mixtures on S^d_+ against depth,
+  with the Bayes, 1-NN, Hilbert-kernel and majority-vote baselines.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from .. import deep_limit as dl
+from ..activations import Activation, erf, hermite, phi_opt, relu
+from ..data.sphere import two_class_dirichlet
+from ..stats import loglog_slope
+from .common import Result, resolve_scale
+
+__all__ = [
+    "case_table",
+    "cases_markdown",
+    "html_table",
+    "cases_html",
+    "RatioResult",
+    "relu_offdiagonal",
+    "ExponentResult",
+    "singular_exponent",
+    "kernel_ratios",
+    "SlowRoadResult",
+    "slow_road",
+    "ClassificationConfig",
+    "PRESETS",
+    "ACTIVATION_NAMES",
+    "ClassificationResult",
+    "classification",
+]
+
+
+# ----------------------------------------------------------------------------
+# the table of cases
+# ----------------------------------------------------------------------------
+def case_table(activations: Sequence["str | Activation"]) -> list[dl.LimitCase]:
+    """:func:`ntknotes.deep_limit.limit_case` of every activation, in order."""
+    return [dl.limit_case(a) for a in activations]
+
+
+def cases_markdown(cases: Sequence[dl.LimitCase]) -> str:
+    """A markdown table with one row per case: activation, A, A', B, α, case."""
+    rows = ["| activation | A | A' | B | α | deep limit |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for c in cases:
+        alpha = "–" if math.isnan(c.alpha) else f"{c.alpha:.3f}"
+        rows.append(f"| {c.name} | {c.A:.3f} | {c.A_prime:.3f} | {c.B:.3f} | {alpha} | {c.case} |")
+    return "\n".join(rows).replace("-0.000", "0.000")
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain HTML table (header cells, then rows of already formatted strings)."""
+    import html
+
+    pad = ' style="padding: 0.1em 0.8em"'
+    head = "".join(f"<th{pad}>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td{pad}>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def cases_html(cases: Sequence[dl.LimitCase]) -> str:
+    """The table of :func:`cases_markdown` as HTML."""
+    rows = []
+    for c in cases:
+        alpha = "–" if math.isnan(c.alpha) else f"{c.alpha:.3f}"
+        rows.append([c.name] + [f"{v:.3f}".replace("-0.000", "0.000") for v in (c.A, c.A_prime, c.B)] + [alpha, c.case])
+    return html_table(["activation", "A", "A'", "B", "α", "deep limit"], rows)
+
+
+# ----------------------------------------------------------------------------
+# kernels against depth
+# ----------------------------------------------------------------------------
+@dataclasses.dataclass
+class RatioResult(Result):
+    """ReLU NTK off the diagonal: ``ratio[i, j]`` = K_L(ρ_j)/(L_i + 1) at ``depths[i]``, ``rho[j]``."""
+
+    depths: np.ndarray
+    rho: np.ndarray
+    ratio: np.ndarray
+
+
+def relu_offdiagonal(depths: Sequence[int] = (1000, 10000, 100000), rho: Sequence[float] = (0.0, 0.5, 0.9)) -> RatioResult:
+    """K_L(x, x')/(L+1) of the normalized ReLU NTK for pairs with correlations ``rho``."""
+    out = dl.deep_kernel_profile(np.asarray(rho, float), list(depths), relu())
+    d = np.asarray(out.depths)
+    return RatioResult(d, np.asarray(rho, float), np.exp(np.asarray(out.log_ntk) - np.log(d + 1.0)[:, None]))
+
+
+@dataclasses.dataclass
+class ExponentResult(Result):
+    """The normalized deep NNGP Σ_L/A'^{2L} against distance u = ‖x − x'‖, and the fitted exponent.
+
+    ``fit_slope`` is the least-squares slope of log(Σ_L/A'^{2L}) against log u over ``fit_range``;
+    the theory says −α.
+    """
+
+    name: str
+    depth: int
+    alpha: float
+    u: np.ndarray
+    normalized_nngp: np.ndarray
+    fit_range: tuple
+    fit_slope: float
+
+
+def singular_exponent(
+    activation: "str | Activation",
+    *,
+    depth: int = 1000,
+    u: "np.ndarray | None" = None,
+    fit_range: tuple = (1e-4, 1e-1),
+) -> ExponentResult:
+    """The deep NNGP of a singular-kernel activation against ‖x − x'‖ and its log-log slope."""
+    case = dl.limit_case(activation)
+    if case.case != "singular kernel":
+        raise ValueError(f"{case.name} is a {case.case!r} case, not a singular kernel")
+    u = np.logspace(-5, math.log10(math.sqrt(2.0)), 61) if u is None else np.asarray(u, float)
+    rho = np.clip(1.0 - 0.5 * u**2, 0.0, 1.0)
+    out = dl.deep_kernel_profile(rho, [depth], activation, kind="nngp")
+    norm = np.exp(np.asarray(out.log_nngp[0]) - 2.0 * depth * math.log(abs(case.A_prime)))
+    sel = (u >= fit_range[0]) & (u <= fit_range[1])
+    fit = loglog_slope(u[sel], norm[sel])
+    return ExponentResult(case.name, int(depth), case.alpha, u, norm, tuple(fit_range), fit.slope)
+
+
+def kernel_ratios(activation: "str | Activation", rho: Sequence[float], depths: Sequence[int], kind: str = "nngp") -> np.ndarray:
+    """log10 of K_L(x, x_i)/K_L(x, x_1) for correlations ρ_i with x (ρ_1 the largest): (D, len(rho))."""
+    r = np.asarray(rho, float)
+    out = dl.deep_kernel_profile(r, list(depths), activation, kind="nngp" if kind == "nngp" else "both")
+    lk = np.asarray(out.log_nngp if kind == "nngp" else out.log_ntk)
+    return (lk - lk[:, [int(np.argmax(r))]]) / math.log(10.0)
+
+
+@dataclasses.dataclass
+class SlowRoadResult(Result):
+    """Relative distance of the normalized NTK and NNGP from their common limit c(ρ), against depth.
+
+    ``ntk_dev[i, j]`` = K_L/((L+1)A'^{2L} c) − 1 and ``nngp_dev[i, j]`` = Σ_L/(A'^{2L} c) − 1 at
+    ``depths[i]`` for the pair at distance ``u[j]``; ``predicted[i, j]`` is the first-order law
+    (α/2)·B/(B − 1)·(2/u^2)/L.
+    """
+
+    name: str
+    depths: np.ndarray
+    u: np.ndarray
+    ntk_dev: np.ndarray
+    nngp_dev: np.ndarray
+    predicted: np.ndarray
+
+
+def slow_road(
+    activation: "str | Activation" = "erf",
+    u: Sequence[float] = (0.1, 0.02),
+    depths: "Sequence[int] | None" = None,
+    reference_depth: int = 400000,
+) -> SlowRoadResult:
+    """Distance of the deep NTK and NNGP from their limit for pairs at distances ``u``.
+
+    The limit c(ρ) is the NNGP Σ_L/A'^{2L} at ``reference_depth`` (it converges geometrically).
+    """
+    case = dl.limit_case(activation)
+    if case.case != "singular kernel":
+        raise ValueError(f"{case.name} is a {case.case!r} case, not a singular kernel")
+    u = np.asarray(u, float)
+    depths = np.unique(np.round(np.logspace(0, 5, 31)).astype(int)) if depths is None else np.asarray(depths)
+    all_depths = np.concatenate([depths, [reference_depth]])
+    out = dl.deep_kernel_profile(1.0 - 0.5 * u**2, all_depths, activation)
+    lap = 2.0 * math.log(abs(case.A_prime))
+    ls = np.asarray(out.log_nngp) - all_depths[:, None] * lap
+    lk = np.asarray(out.log_ntk) - all_depths[:, None] * lap - np.log(all_depths + 1.0)[:, None]
+    lim = ls[-1]
+    pred = 0.5 * case.alpha * case.B / (case.B - 1.0) * (2.0 / u[None, :] ** 2) / depths[:, None]
+    return SlowRoadResult(case.name, depths, u, np.expm1(lk[:-1] - lim), np.expm1(ls[:-1] - lim), pred)
+
+
+# ----------------------------------------------------------------------------
+# classification on Dirichlet mixtures
+# ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ClassificationConfig:
+    """Sizes of the classification experiment.
+
+    Attributes:
+      dims: sphere dimensions d (data on S^d_+ ⊂ R^{d+1}).
+      n_train, n_test: points per split.
+      depths: depths L of the NTK classifiers.
+      nngp_depths: depths of the NNGP classifiers.
+      even_max_depth: the even activation's kernels underflow even in logs near L ≈ 1000
+        (log K ~ 2^L log ρ), so its depths stop here.
+      n_grid: grid size of the tabulated kernels (:func:`ntknotes.deep_limit.kernel_table`).
+      ridge: added to the unit-diagonal Gram matrix (shallow polynomial kernels are low rank).
+      n_bayes: fresh points for the Monte Carlo Bayes accuracy.
+    """
+
+    dims: tuple = (2, 4)
+    n_train: int = 400
+    n_test: int = 1600
+    depths: tuple = (1, 10, 100, 1000, 10000, 100000)
+    nngp_depths: tuple = (1000,)
+    even_max_depth: int = 300
+    n_grid: int = 1024
+    ridge: float = 1e-5
+    n_bayes: int = 100000
+
+
+PRESETS = {
+    "ci": ClassificationConfig(),
+    "paper": ClassificationConfig(
+        dims=(1, 2, 4, 8), n_train=10000, n_test=10000, nngp_depths=(50, 100, 200, 1000), n_grid=4096, n_bayes=1000000
+    ),
+}
+
+ACTIVATION_NAMES = ("relu", "h_2", "erf", "phi_opt(d)")
+
+
+def _activations(d: int) -> list[Activation]:
+    return [relu(), hermite(2), erf(), phi_opt(int(d))]
+
+
+@dataclasses.dataclass
+class ClassificationResult(Result):
+    """Test accuracies and agreement with the limiting rules, per dimension, activation and depth.
+
+    Attributes:
+      dims: (n_d,) sphere dimensions.
+      names: activation names (:data:`ACTIVATION_NAMES`; φ_opt is φ_opt(d) for each d).
+      cases: the deep-limit case of each activation.
+      depths, nngp_depths: (D,) and (D',) depths of the NTK and NNGP classifiers.
+      accuracy_ntk, agree_ntk: (n_d, 4, D) test accuracy, and the fraction of test points on which
+        the classifier agrees with the activation's limiting rule (NaN past ``even_max_depth``):
+        majority vote, 1-NN, or for a singular kernel the vote weighted by the exact limit kernel
+        c(ρ) = lim Σ_L/A'^{2L} = R(u)/u^α (the NNGP at the largest depth).
+      agree_hilbert_ntk: (n_d, 4, D) agreement with the pure Hilbert rule, weights u^{−α}
+        (singular-kernel activations only, NaN otherwise).
+      accuracy_nngp, agree_nngp: (n_d, 4, D') the same for the NNGP.
+      baselines: name → (n_d,) test accuracy of "Bayes", "1-NN", "Hilbert (α = d)", "majority vote".
+      bayes_mc: (n_d,) Monte Carlo Bayes accuracy on fresh points.
+      n_train, n_test: sizes.
+    """
+
+    dims: np.ndarray
+    names: list
+    cases: list
+    depths: np.ndarray
+    nngp_depths: np.ndarray
+    accuracy_ntk: np.ndarray
+    agree_ntk: np.ndarray
+    agree_hilbert_ntk: np.ndarray
+    accuracy_nngp: np.ndarray
+    agree_nngp: np.ndarray
+    baselines: dict
+    bayes_mc: np.ndarray
+    n_train: int
+    n_test: int
+
+
+def classification(scale: "str | ClassificationConfig" = "default", key: "jax.Array | None" = None) -> ClassificationResult:
+    """Deep NTK and NNGP classifiers of ReLU, h_2, erf and φ_opt(d) on two-class Dirichlet mixtures.
+
+    Kernels come from :func:`ntknotes.deep_limit.kernel_table` (one table per activation, shared
+    across d where the activation does not depend on d); predictions from
+    :func:`ntknotes.deep_limit.kernel_predict`.
+
+    Args:
+      scale: a preset name ("ci", "paper"; "default" reads NTKNOTES_SCALE) or a config.
+      key: PRNG key for the data (required).
+    """
+    cfg = scale if isinstance(scale, ClassificationConfig) else resolve_scale(scale, PRESETS)
+    if key is None:
+        raise ValueError("classification needs a PRNG key")
+    kinds = {"ntk": np.asarray(cfg.depths), "nngp": np.asarray(cfg.nngp_depths)}
+    all_depths = np.union1d(kinds["ntk"], kinds["nngp"])
+    n_d = len(cfg.dims)
+    acc = {k: np.full((n_d, 4, v.size), np.nan) for k, v in kinds.items()}
+    agree = {k: np.full((n_d, 4, v.size), np.nan) for k, v in kinds.items()}
+    agree_hilbert = np.full((n_d, 4, kinds["ntk"].size), np.nan)
+    base = {k: np.zeros(n_d) for k in ("Bayes", "1-NN", "Hilbert (α = d)", "majority vote")}
+    bayes_mc = np.zeros(n_d)
+    tables: dict = {}
+    for i, d in enumerate(cfg.dims):
+        kd, kb = jax.random.split(jax.random.fold_in(key, int(d)))
+        mix = two_class_dirichlet(int(d))
+        xtr, ytr = mix.sample(cfg.n_train, jax.random.fold_in(kd, 0))
+        xte, yte = mix.sample(cfg.n_test, jax.random.fold_in(kd, 1))
+        base["Bayes"][i] = np.mean(mix.bayes(xte) == yte)
+        base["1-NN"][i] = np.mean(dl.nearest_neighbor(xtr, ytr, xte) == yte)
+        base["Hilbert (α = d)"][i] = np.mean(dl.hilbert_rule(xtr, ytr, xte, float(d)) == yte)
+        base["majority vote"][i] = np.mean(dl.majority_vote(ytr, cfg.n_test) == yte)
+        bayes_mc[i] = mix.bayes_accuracy(cfg.n_bayes, kb)
+        rho_tr, rho_te = dl.sphere_correlations(xtr), dl.sphere_correlations(xte, xtr)
+        for j, act in enumerate(_activations(int(d))):
+            cap = cfg.even_max_depth if j == 1 else np.inf
+            if act not in tables:
+                tables[act] = dl.kernel_table(act, all_depths[all_depths <= cap], n_grid=cfg.n_grid)
+            tab = tables[act]
+            case = dl.limit_case(act)
+            limit = dl.limit_rule(case, xtr, ytr, xte)
+            hilbert = limit
+            if case.case == "singular kernel":
+                limit = dl.weighted_vote(tab(rho_te, "nngp")[-1], ytr)
+            for kind, depths in kinds.items():
+                ktr, kte = tab(rho_tr, kind), tab(rho_te, kind)
+                for m, depth in enumerate(depths):
+                    if depth > cap:
+                        continue
+                    row = int(np.searchsorted(tab.depths, depth))
+                    pred = dl.kernel_predict(ktr[row], kte[row], ytr, ridge=cfg.ridge)
+                    acc[kind][i, j, m] = np.mean(pred == yte)
+                    agree[kind][i, j, m] = np.mean(pred == limit)
+                    if kind == "ntk" and case.case == "singular kernel":
+                        agree_hilbert[i, j, m] = np.mean(pred == hilbert)
+    cases = [dl.limit_case(a).case for a in _activations(2)]
+    return ClassificationResult(
+        np.asarray(cfg.dims), list(ACTIVATION_NAMES), cases, kinds["ntk"], kinds["nngp"],
+        acc["ntk"], agree["ntk"], agree_hilbert, acc["nngp"], agree["nngp"], base, bayes_mc, int(cfg.n_train), int(cfg.n_test),
+    )
