@@ -13,6 +13,9 @@ the key ``"b"`` is absent when σ_b = 0 (a network without biases).
 
 NTK parameterization: W, b ~ N(0, 1) and the layer computes (σ_w/√fan_in) x W + σ_b b.
 Standard parameterization: W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²) and the layer computes x W + b.
+
+The convolutional networks that :mod:`ntknotes.conv` describes live in :mod:`ntknotes.cnn`;
+:class:`~ntknotes.cnn.CNN` is importable from here as well, beside :class:`MLP`.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from ._checks import check_choice, check_matrix, check_nonnegative, check_positi
 from .activations import Activation, get_activation
 from .kernels import PARAMETERIZATIONS, KernelPair, nngp_ntk
 
-__all__ = ["MLP", "Forward", "Params"]
+__all__ = ["MLP", "CNN", "Forward", "Params"]
 
 Array = jax.Array
 Params = list  # list[dict[str, Array]]
@@ -199,3 +202,6 @@ def _check_key(key: Any) -> None:
             f"key must be a PRNG key: a uint32 array of shape (2,) from jax.random.PRNGKey, "
             f"got dtype {key.dtype} and shape {key.shape}"
         )
+
+
+from .cnn import CNN  # noqa: E402  (re-export; cnn does not import this module)

@@ -116,6 +116,12 @@ def test_monte_carlo_of_finite_cnns(pooling):
     assert np.all(np.abs(est - analytic.nngp) < 4 * se + 0.02 * np.abs(analytic.nngp))
 
 
+def test_cnn_is_importable_from_networks():
+    from ntknotes import networks
+
+    assert networks.CNN is CNN and "CNN" in networks.__all__
+
+
 def test_cnn_matches_lax_conv():
     net = CNN((6, 5, 3), channels=4, depth=2, pooling="flatten")
     p = net.init(jax.random.PRNGKey(0))
