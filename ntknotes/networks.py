@@ -31,7 +31,7 @@ from ._checks import check_choice, check_matrix, check_nonnegative, check_positi
 from .activations import Activation, get_activation
 from .kernels import PARAMETERIZATIONS, KernelPair, nngp_ntk
 
-__all__ = ["MLP", "CNN", "Forward", "Params"]
+__all__ = ["MLP", "Forward", "Params"]
 
 Array = jax.Array
 Params = list  # list[dict[str, Array]]
@@ -204,4 +204,4 @@ def _check_key(key: Any) -> None:
         )
 
 
-from .cnn import CNN  # noqa: E402  (re-export; cnn does not import this module)
+from .cnn import CNN  # noqa: E402,F401  (re-export, documented in ntknotes.cnn; cnn does not import this module)
