@@ -27,13 +27,19 @@ with R the mean over the diagonal pixel pairs p = p' (flatten, "CNTK-V") or over
 ever need the diagonal p = p' (an (H, W) array per image pair) while GAP needs the whole (H, W, H, W)
 array: H·W times the work.
 
-Implementation: the kernel matrix is computed in tiles of image pairs; in a tile every pair's
-pixel-pair array is updated at once, stored pixel axes first and image pairs last so that the
-box sum (separable: three shifted adds along rows, three along columns) moves contiguous
-blocks; the ReLU family's duals use per-pixel √q and 1/√q, leaving one arccos per entry and
-layer; layers run in a ``lax.scan`` and every layer's readout is kept, so one pass at the
-largest depth gives the kernels at every smaller depth as well.  The per-image variances
-Σ^l(x, x)[p, p] come from a separate cheap pass over the images.
+Implementation: two backends compute the same recursion, and every layer's readout is kept, so
+one pass at the largest depth gives the kernels at every smaller depth as well.  The per-image
+variances Σ^l(x, x)[p, p] come from a separate cheap pass over the images.
+
+* ``"xla"`` (any device, any activation with closed-form duals): the kernel matrix is computed
+  in tiles of image pairs; in a tile every pair's pixel-pair array is updated at once, stored
+  pixel axes first and image pairs last so that the box sum (separable: three shifted adds along
+  rows, three along columns) moves contiguous blocks; the ReLU family's duals use per-pixel √q
+  and 1/√q, leaving one arccos per entry and layer; layers run in a ``lax.scan``.
+* ``"numba"`` (CPU, ReLU family, the default there): :mod:`ntknotes.conv_cpu` runs the
+  recursion offset by offset (each offset's arrays stay in cache through all layers) in one
+  fused loop per layer, sixteen image pairs side by side in every SIMD loop; 2.5–6× faster than
+  XLA on CPU.
 """
 from __future__ import annotations
 
@@ -45,15 +51,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import precision
+from . import conv_cpu, precision
 from ._checks import check_choice, check_finite, check_nonnegative, check_positive_int
 from .activations import ACTIVATIONS, Activation, get_activation
 from .kernels import KernelPair
 
-__all__ = ["POOLINGS", "ConvKernels", "conv_kernels", "conv_nngp_ntk", "check_images"]
+__all__ = ["BACKENDS", "POOLINGS", "ConvKernels", "conv_kernels", "conv_nngp_ntk", "check_images"]
 
 Array = jax.Array
 POOLINGS = ("flatten", "gap")
+BACKENDS = ("auto", "xla", "numba")
+_PAIR_CHUNK = 2**14  # image pairs per call of the numba backend (bounds its output buffer)
 _TILE_BUDGET = 2**18  # scalars in one pixel-pair array of a tile (2 MB in float64; measured fastest of 2¹⁴..2²⁰ on CPU)
 
 
@@ -254,6 +262,7 @@ def conv_kernels(
     sigma_b: float = 0.0,
     block_size: Optional[int] = None,
     dtype=None,
+    backend: str = "auto",
 ) -> ConvKernels:
     """NNGP and NTK of 3×3-SAME convolutional networks, flatten and GAP readouts, several depths.
 
@@ -268,13 +277,19 @@ def conv_kernels(
       activation: a name or :class:`~ntknotes.activations.Activation` with a closed-form dual
         (ReLU by default, with a fused evaluation).
       sigma_w, sigma_b: weight and bias scales (default √2 and 0: ReLU's variance-preserving choice).
-      block_size: edge of a tile of image pairs (default: as many as fit in ~2¹⁸ scalars per pixel-pair array).
+      block_size: edge of a tile of image pairs for the ``"xla"`` backend (default: as many as
+        fit in ~2¹⁸ scalars per pixel-pair array).
       dtype: float dtype (default float64 when x64 is on).
+      backend: ``"xla"`` (tiles of image pairs through XLA: any device, any closed-form dual),
+        ``"numba"`` (the fused CPU loops of :mod:`ntknotes.conv_cpu`, ReLU family only, 2.5–6×
+        faster on CPU) or ``"auto"``: numba when JAX runs on the CPU and the activation is in the
+        ReLU family, XLA otherwise.
     Returns:
       :class:`ConvKernels` with arrays of shape (len(depths), N1, N2) (NumPy, assembled on the host).
     Raises:
       ValueError / TypeError for non-image inputs, mismatched image shapes, non-positive depths,
-      negative or non-finite σ.
+      negative or non-finite σ, an unknown backend, or ``backend="numba"`` with an activation
+      outside the ReLU family.
     """
     check_images(x1, "x1")
     if x2 is not None:
@@ -291,6 +306,15 @@ def conv_kernels(
             f"convolutional kernels need an activation whose dual maps have closed forms (one of {closed}); "
             f"{act.name!r} would need a 2-D quadrature for every pixel pair of every image pair"
         )
+    check_choice(backend, "backend", BACKENDS)
+    coefficients = conv_cpu.relu_family_coefficients(act)
+    if backend == "numba" and coefficients is None:
+        raise ValueError(
+            f"backend='numba' covers the ReLU family (positively homogeneous activations: relu, "
+            f"leaky_relu, abrelu, identity and their scalings), not {act.name!r}; use backend='xla'"
+        )
+    if backend == "auto":
+        backend = "numba" if coefficients is not None and jax.default_backend() == "cpu" else "xla"
     sw2 = check_nonnegative(sigma_w, "sigma_w") ** 2
     sb2 = check_nonnegative(sigma_b, "sigma_b") ** 2
     dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
@@ -302,6 +326,8 @@ def conv_kernels(
     qa_all = _variances(act, xa_all, sw2_, sb2_, L)
     qb_all = qa_all if symmetric else _variances(act, xb_all, sw2_, sb2_, L)
     n1, n2 = xa_all.shape[0], xb_all.shape[0]
+    if backend == "numba":
+        return _conv_kernels_cpu(xa_all, xb_all, qa_all, qb_all, symmetric, depths, gap, sw2, sb2, coefficients)
     h, w = int(x1.shape[1]), int(x1.shape[2])
     bs = _tile_edge(h * w, gap, block_size)
     bs1, bs2 = min(bs, n1), min(bs, n2)
@@ -333,6 +359,29 @@ def conv_kernels(
     return ConvKernels(depths, flat, pooled)
 
 
+def _conv_kernels_cpu(xa, xb, qa, qb, symmetric: bool, depths: tuple, gap: bool, sw2: float, sb2: float,
+                      coefficients: tuple) -> ConvKernels:
+    """:func:`conv_kernels` through :func:`ntknotes.conv_cpu.fused_readouts`, in chunks of image pairs."""
+    xa, xb, qa, qb = (np.asarray(v) for v in (xa, xb, qa, qb))
+    n1, n2 = xa.shape[0], xb.shape[0]
+    if symmetric:
+        pair_a, pair_b = np.triu_indices(n1)
+    else:
+        pair_a, pair_b = (v.ravel() for v in np.meshgrid(np.arange(n1), np.arange(n2), indexing="ij"))
+    rows = np.array([d - 1 for d in depths])
+    n_k = 4 if gap else 2
+    out = np.empty((len(depths), n_k, n1, n2), dtype=xa.dtype)
+    for start in range(0, len(pair_a), _PAIR_CHUNK):
+        ia, ib = pair_a[start : start + _PAIR_CHUNK], pair_b[start : start + _PAIR_CHUNK]
+        res = conv_cpu.fused_readouts(xa, xb, qa, qb, ia, ib, sw2, sb2, coefficients, gap)[rows][:, :n_k]
+        out[:, :, ia, ib] = res
+        if symmetric:
+            out[:, :, ib, ia] = res
+    flat = KernelPair(out[:, 0], out[:, 1])
+    pooled = KernelPair(out[:, 2], out[:, 3]) if gap else None
+    return ConvKernels(depths, flat, pooled)
+
+
 def conv_nngp_ntk(
     x1: Array,
     x2: Optional[Array] = None,
@@ -344,6 +393,7 @@ def conv_nngp_ntk(
     sigma_b: float = 0.0,
     block_size: Optional[int] = None,
     dtype=None,
+    backend: str = "auto",
 ) -> KernelPair:
     """NNGP and NTK of one convolutional architecture, each (N1, N2).
 
@@ -351,13 +401,13 @@ def conv_nngp_ntk(
       x1, x2: images (N, H, W, C); ``x2=None`` for the symmetric train-train kernel.
       depth: number of 3×3 convolution layers L >= 1.
       pooling: ``"gap"`` (global average pooling, CNTK-GAP) or ``"flatten"`` (CNTK-V).
-      activation, sigma_w, sigma_b, block_size, dtype: as in :func:`conv_kernels`.
+      activation, sigma_w, sigma_b, block_size, dtype, backend: as in :func:`conv_kernels`.
     Returns:
       KernelPair(nngp, ntk) of shape (N1, N2).
     """
     check_choice(pooling, "pooling", POOLINGS)
     ks = conv_kernels(
         x1, x2, depths=depth, gap=pooling == "gap", activation=activation,
-        sigma_w=sigma_w, sigma_b=sigma_b, block_size=block_size, dtype=dtype,
+        sigma_w=sigma_w, sigma_b=sigma_b, block_size=block_size, dtype=dtype, backend=backend,
     )
     return ks.get(pooling, check_positive_int(depth, "depth"))

@@ -8,22 +8,26 @@ import numpy as np
 import pytest
 
 import ntknotes  # noqa: F401
+from ntknotes import conv
+from ntknotes.activations import abrelu, get_activation
 from ntknotes.cnn import CNN
 from ntknotes.conv import conv_kernels, conv_nngp_ntk
+from ntknotes.conv_cpu import fused_readouts, relu_family_coefficients
 from ntknotes.empirical import empirical_nngp, empirical_ntk
 from ntknotes.kernels import nngp_ntk
 
 
+@pytest.mark.parametrize("backend", ["xla", "numba"])
 @pytest.mark.parametrize("depth", [1, 2, 5])
 @pytest.mark.parametrize("pooling", ["flatten", "gap"])
-def test_one_pixel_images_equal_fully_connected(depth, pooling):
+def test_one_pixel_images_equal_fully_connected(depth, pooling, backend):
     # on 1×1 images only the centre tap of each 3×3 filter sees data: each convolution is a dense
     # layer with σ_w²/9 instead of σ_w²; with σ_b = 0 and ReLU that scales every NTK term by 9^-L
     x = np.random.default_rng(0).normal(size=(6, 1, 1, 4))
-    conv = conv_nngp_ntk(x, depth=depth, pooling=pooling)
+    k = conv_nngp_ntk(x, depth=depth, pooling=pooling, backend=backend)
     fc = nngp_ntk(x.reshape(6, 4), depth=depth, sigma_w=math.sqrt(2.0))
-    np.testing.assert_allclose(conv.nngp * 9.0**depth, fc.nngp, rtol=1e-10)
-    np.testing.assert_allclose(conv.ntk * 9.0**depth, fc.ntk, rtol=1e-7)
+    np.testing.assert_allclose(k.nngp * 9.0**depth, fc.nngp, rtol=1e-10)
+    np.testing.assert_allclose(k.ntk * 9.0**depth, fc.ntk, rtol=1e-7)
 
 
 @pytest.mark.parametrize("activation", ["leaky_relu", "erf"])
@@ -33,10 +37,10 @@ def test_one_pixel_images_other_activations(activation):
     # fast path for leaky ReLU, the general closed-form duals for erf)
     x = np.random.default_rng(1).normal(size=(5, 1, 1, 3))
     for depth in (1, 3):
-        conv = conv_nngp_ntk(x, depth=depth, pooling="gap", activation=activation, sigma_w=3.0, sigma_b=0.3)
+        k = conv_nngp_ntk(x, depth=depth, pooling="gap", activation=activation, sigma_w=3.0, sigma_b=0.3)
         fc = nngp_ntk(x.reshape(5, 3), depth=depth, activation=activation, sigma_w=1.0, sigma_b=0.3)
-        np.testing.assert_allclose(conv.nngp - 0.09, 9.0 * (fc.nngp - 0.09), rtol=1e-9)
-        np.testing.assert_allclose(conv.ntk - 0.09, 9.0 * (fc.ntk - 0.09), rtol=1e-7)
+        np.testing.assert_allclose(k.nngp - 0.09, 9.0 * (fc.nngp - 0.09), rtol=1e-9)
+        np.testing.assert_allclose(k.ntk - 0.09, 9.0 * (fc.ntk - 0.09), rtol=1e-7)
 
 
 def _reference(x1, x2, depth, sw2=2.0, sb2=0.1):
@@ -82,21 +86,66 @@ def _reference(x1, x2, depth, sw2=2.0, sb2=0.1):
     return out
 
 
-def test_against_direct_recursion_and_tiling():
+@pytest.mark.parametrize("backend", ["xla", "numba"])
+def test_against_direct_recursion_and_tiling(backend):
     rng = np.random.default_rng(1)
-    x1, x2 = rng.normal(size=(3, 4, 3, 2)), rng.normal(size=(2, 4, 3, 2))
+    x1, x2 = rng.normal(size=(3, 4, 3, 2)), rng.normal(size=(2, 4, 3, 2))  # non-square: offsets differ by axis
     ref = _reference(x1, x2, depth=3)
-    ks = conv_kernels(x1, x2, depths=(1, 3), sigma_b=math.sqrt(0.1), block_size=2)
+    ks = conv_kernels(x1, x2, depths=(1, 3), sigma_b=math.sqrt(0.1), block_size=2, backend=backend)
     got = np.stack([ks.flatten.nngp[1], ks.flatten.ntk[1], ks.gap.nngp[1], ks.gap.ntk[1]])
     np.testing.assert_allclose(got, ref, rtol=1e-9)
     # the flatten-only path (aligned pixels only) gives the same flatten kernels
-    flat = conv_kernels(x1, x2, depths=3, gap=False, sigma_b=math.sqrt(0.1))
+    flat = conv_kernels(x1, x2, depths=3, gap=False, sigma_b=math.sqrt(0.1), backend=backend)
     np.testing.assert_allclose(flat.flatten.ntk[0], ref[1], rtol=1e-9)
     # symmetric train-train kernels: tiled == untiled, symmetric
-    a = conv_kernels(x1, depths=2, block_size=1)
-    b = conv_kernels(x1, x1, depths=2)
+    a = conv_kernels(x1, depths=2, block_size=1, backend=backend)
+    b = conv_kernels(x1, x1, depths=2, backend=backend)
     np.testing.assert_allclose(a.gap.ntk, b.gap.ntk, rtol=1e-9)
     np.testing.assert_allclose(a.gap.ntk[0], a.gap.ntk[0].T)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "identity"])
+def test_numba_backend_equals_xla(activation, monkeypatch):
+    # the fused CPU loops against the XLA tiles: several depths, biases, both readouts, more image
+    # pairs than one SIMD batch (16) and, with the chunk shrunk to 7 pairs, several chunks
+    monkeypatch.setattr(conv, "_PAIR_CHUNK", 7)
+    rng = np.random.default_rng(2)
+    x1, x2 = rng.normal(size=(9, 5, 4, 3)), rng.normal(size=(4, 5, 4, 3))
+    kw = dict(depths=(1, 2, 4), activation=activation, sigma_w=1.3, sigma_b=0.4)
+    for y in (None, x2):
+        fused = conv_kernels(x1, y, backend="numba", **kw)
+        tiled = conv_kernels(x1, y, backend="xla", **kw)
+        for pooling in ("flatten", "gap"):
+            for d in kw["depths"]:
+                a, b = fused.get(pooling, d), tiled.get(pooling, d)
+                # arccos is ill-conditioned at ρ → 1 (θ ≈ √(2(1 - ρ))): the two summation orders
+                # round ρ differently by ~1e-16, which moves diagonal entries by up to ~1e-9
+                np.testing.assert_allclose(a.nngp, b.nngp, rtol=1e-8)
+                np.testing.assert_allclose(a.ntk, b.ntk, rtol=1e-8)
+    sym = conv_kernels(x1, backend="numba", **kw).gap.ntk
+    np.testing.assert_array_equal(sym, np.swapaxes(sym, -1, -2))  # computed once per pair, mirrored
+
+
+def test_relu_family_coefficients():
+    # J = α J_ReLU + β ρ with α = (b - a)², β = ab for φ = ABReLU(a, b)
+    assert relu_family_coefficients(get_activation("relu")) == pytest.approx((1.0, 0.0), abs=1e-14)
+    assert relu_family_coefficients(get_activation("identity")) == pytest.approx((0.0, 1.0), abs=1e-14)
+    assert relu_family_coefficients(abrelu(-0.5, 2.0)) == pytest.approx((6.25, -1.0), abs=1e-12)
+    assert relu_family_coefficients(get_activation("erf")) is None
+    assert relu_family_coefficients(get_activation("tanh")) is None
+
+
+def test_backend_choice():
+    x = np.random.default_rng(3).normal(size=(3, 3, 3, 1))
+    with pytest.raises(ValueError, match="backend"):
+        conv_kernels(x, depths=1, backend="cuda")
+    with pytest.raises(ValueError, match="ReLU family"):
+        conv_kernels(x, depths=1, activation="erf", backend="numba")
+    # auto: erf goes through XLA, ReLU through numba on the CPU; both agree with the explicit choice
+    np.testing.assert_allclose(conv_kernels(x, depths=2, activation="erf").gap.ntk,
+                               conv_kernels(x, depths=2, activation="erf", backend="xla").gap.ntk, rtol=1e-12)
+    np.testing.assert_allclose(conv_kernels(x, depths=2).gap.ntk,
+                               conv_kernels(x, depths=2, backend="numba").gap.ntk, rtol=1e-12)
 
 
 @pytest.mark.parametrize("pooling", ["flatten", "gap"])
@@ -171,3 +220,25 @@ def test_bad_inputs():
         net.apply(net.init(jax.random.PRNGKey(0)), np.zeros((2, 5, 4, 1)))
     with pytest.raises(TypeError, match="key"):
         net.init(0)
+
+
+def test_fused_readouts_checks_its_inputs():
+    # the Numba loops index without bounds checks, so the wrapper must refuse what does not fit
+    x = np.ones((3, 4, 4, 2))
+    q = np.ones((2, 3, 4, 4))
+    pairs = np.array([0, 2])
+    args = (2.0, 0.0, (1.0, 0.0), True)
+    assert fused_readouts(x, x, q, q, pairs, pairs, *args).shape == (2, 4, 2)
+    assert fused_readouts(x, x, q, q, pairs[:0], pairs[:0], *args).shape == (2, 4, 0)
+    with pytest.raises(ValueError, match="pair_b must index images 0..2"):
+        fused_readouts(x, x, q, q, pairs, np.array([0, 3]), *args)
+    with pytest.raises(ValueError, match="pair_a must index"):
+        fused_readouts(x, x, q, q, np.array([-1, 0]), pairs, *args)
+    with pytest.raises(ValueError, match="integer arrays of one length"):
+        fused_readouts(x, x, q, q, pairs, np.array([0.0, 1.0]), *args)
+    with pytest.raises(ValueError, match="qb must have shape"):
+        fused_readouts(x, x, q, q[:, :2], pairs, pairs, *args)
+    with pytest.raises(ValueError, match="one image shape"):
+        fused_readouts(x, np.ones((3, 4, 5, 2)), q, q, pairs, pairs, *args)
+    with pytest.raises(ValueError, match="finite"):
+        fused_readouts(x, x, q, q, pairs, pairs, 2.0, 0.0, (np.nan, 0.0), True)

@@ -1,0 +1,279 @@
+"""Fused CPU evaluation of the convolutional kernels for ReLU-family networks (Numba).
+
+The XLA version in :mod:`ntknotes.conv` updates a whole tile of pixel-pair arrays per layer,
+and XLA's CPU backend runs each layer as about a dozen separate loops over memory.  This module
+computes the same recursion with one loop nest per layer and a working set that stays in a
+core's cache, using two facts:
+
+* **Pixel offsets never mix.**  The aligned box sum B[A][p, p'] = Σ_δ A[p + δ, p' + δ] keeps the
+  offset d = p' − p fixed, and the duals act entry by entry, so for each offset d the recursion
+  is an independent one on the (H, W) array A_d[p] = A[p, p + d] (zero where p + d leaves the
+  image), its box sum an ordinary 3×3 box sum over p.  The flatten readout needs d = 0 only; GAP
+  sums the readouts of all (2H − 1)(2W − 1) offsets.  Each offset's arrays are a few hundred kB
+  at most (32×32 images), so all layers of one offset run in cache.
+* **Every positively homogeneous activation is an ABReLU**, φ(z) = b·max(z, 0) + a·min(z, 0), so
+  its unit-variance duals are J(ρ) = α J_ReLU(ρ) + β ρ and J̇(ρ) = β + α J̇_ReLU(ρ), with
+  α = (b − a)² and β = ab (ReLU: α = 1, β = 0; identity: α = 0, β = 1).
+
+Image pairs are processed sixteen at a time, with the pair index innermost so that every loop
+is a contiguous SIMD loop over the sixteen pairs; batches of pairs run in parallel over cores.
+
+:func:`fused_readouts` returns what the XLA tiles give (the flatten and GAP NNGP/NTK of every
+layer) for a list of image pairs; :func:`ntknotes.conv.conv_kernels` calls it with
+``backend="numba"``, the default on CPU.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numba
+import numpy as np
+
+from .activations import _ASIN_COEFFS, Activation
+
+__all__ = ["relu_family_coefficients", "fused_readouts", "LANES"]
+
+LANES = 16  # image pairs per batch, side by side in every SIMD loop (several vectors of float64)
+_C_HIGH_FIRST = tuple(float(c) for c in reversed(_ASIN_COEFFS))
+_HALF_PI = 0.5 * math.pi
+_INV_TWO_PI = 0.5 / math.pi
+
+
+def relu_family_coefficients(act: Activation) -> Optional[tuple[float, float]]:
+    """(α, β) with J = α J_ReLU + β ρ and J̇ = β + α J̇_ReLU for ``act``, or ``None``.
+
+    ``None`` unless ``act`` has a homogeneous dual; the coefficients are read off J(0) = α/2π and
+    J̇(0) = β + α/4 and then checked at four other correlations (to 1e-12), so an activation
+    whose homogeneous dual is not of this form is refused rather than computed wrongly.
+    """
+    if act.homogeneous_dual is None:
+        return None
+    rho = np.array([0.0, -0.9, -0.3, 0.4, 1.0])
+    j, jdot = (np.asarray(v, dtype=np.float64) for v in act.homogeneous_dual(rho))
+    theta = np.arccos(rho)
+    j_relu = (np.sqrt(1.0 - rho**2) + (np.pi - theta) * rho) / (2.0 * np.pi)
+    jdot_relu = (np.pi - theta) / (2.0 * np.pi)
+    alpha = 2.0 * np.pi * j[0]
+    beta = jdot[0] - 0.25 * alpha
+    scale = max(1.0, abs(alpha), abs(beta))
+    if not (np.allclose(j, alpha * j_relu + beta * rho, rtol=0, atol=1e-12 * scale)
+            and np.allclose(jdot, beta + alpha * jdot_relu, rtol=0, atol=1e-12 * scale)):
+        return None
+    return float(alpha), float(beta)
+
+
+@numba.njit(inline="always", fastmath=True)
+def _acos(r):
+    """arccos r for r in [-1, 1] (the polynomial of :func:`ntknotes.activations.arccos`)."""
+    a = min(abs(r), 1.0)
+    big = a > 0.5
+    root = math.sqrt(0.5 * (1.0 - a))
+    t = root if big else a
+    z = t * t
+    p = _C_HIGH_FIRST[0]
+    for coeff in _C_HIGH_FIRST[1:]:  # Horner; a homogeneous tuple, unrolled by the compiler
+        p = p * z + coeff
+    asin_t = t + t * z * p
+    acos_a = 2.0 * asin_t if big else _HALF_PI - asin_t
+    return math.pi - acos_a if r < 0 else acos_a
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _pixel_pair_sums(xa, xb, fa, fb, pair_a, pair_b, sw2, sb2, alpha, beta, gap, n_splits):  # pragma: no cover
+    """Numba kernel behind :func:`fused_readouts`: sums of C^l and Ċ^l ⊙ Θ^l over pixel pairs.
+
+    fa: (L, N1, 2, H, W) the first images' √q and 1/√q per layer and pixel; fb likewise.
+    Returns (n_splits, L, 4, P): per share of the offsets (offset k goes to share k mod n_splits,
+    so that few image pairs still occupy every core), the sums over offset 0 and over all offsets
+    of C and of Ċ ⊙ Θ.  Each loop touches few arrays (state arrays pack Σ with Θ, factors pack √q
+    with 1/√q) so that LLVM's vectorizer needs only a couple of run-time alias checks per loop.
+    """
+    n_layers, _, _, h, w = fa.shape
+    channels = xa.shape[3]
+    n_batches = pair_a.shape[0] // LANES
+    out = np.zeros((n_splits, n_layers, 4, pair_a.shape[0]), dtype=fa.dtype)
+    n_offsets = (2 * h - 1) * (2 * w - 1) if gap else 1
+    box = sw2 / 9.0
+    for job in numba.prange(n_batches * n_splits):
+        batch = job // n_splits
+        split = job % n_splits
+        first = batch * LANES
+        # lane-major copies of this batch's images and pixel factors: (..., LANES)
+        gx_a = np.empty((h, w, channels, LANES), dtype=xa.dtype)
+        gx_b = np.empty((h, w, channels, LANES), dtype=xa.dtype)
+        g_a = np.empty((n_layers, h, w, 2, LANES), dtype=fa.dtype)
+        g_b = np.empty((n_layers, h, w, 2, LANES), dtype=fa.dtype)
+        for i in range(h):
+            for j in range(w):
+                for ch in range(channels):
+                    for k in range(LANES):
+                        gx_a[i, j, ch, k] = xa[pair_a[first + k], i, j, ch]
+                        gx_b[i, j, ch, k] = xb[pair_b[first + k], i, j, ch]
+        for lay in range(n_layers):
+            for m in range(2):
+                for i in range(h):
+                    for j in range(w):
+                        for k in range(LANES):
+                            g_a[lay, i, j, m, k] = fa[lay, pair_a[first + k], m, i, j]
+                            g_b[lay, i, j, m, k] = fb[lay, pair_b[first + k], m, i, j]
+        # two state buffers (Σ, Θ) → in place (C, Ċ⊙Θ) → box sums into the other buffer;
+        # a one-pixel zero border (and zeros outside the valid pixels) make the box sums plain
+        state = np.zeros((2, h + 2, w + 2, 2, LANES), dtype=fa.dtype)
+        acc = np.zeros((n_layers, 4, LANES), dtype=fa.dtype)
+        sums = np.zeros((2, LANES), dtype=fa.dtype)
+        for od in range(split, n_offsets, n_splits):
+            di = od // (2 * w - 1) - (h - 1) if gap else 0
+            dj = od % (2 * w - 1) - (w - 1) if gap else 0
+            i0, i1 = max(0, -di), min(h, h - di)
+            j0, j1 = max(0, -dj), min(w, w - dj)
+            state[:, i0 : i1 + 2, j0 : j1 + 2] = 0.0  # the valid pixels and their border
+            cur = 0
+            # layer 1: Σ¹ = σ_w²/9 B[x·x'/C₀] + σ_b² = Θ¹ (the Gram goes into the other buffer)
+            gram = state[1]
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    for ch in range(channels):
+                        for k in range(LANES):
+                            gram[i + 1, j + 1, 0, k] += gx_a[i, j, ch, k] * gx_b[i + di, j + dj, ch, k]
+            st = state[0]
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    for k in range(LANES):
+                        acc_s = 0.0
+                        for u in range(3):
+                            for v in range(3):
+                                acc_s += gram[i + u, j + v, 0, k]
+                        st[i + 1, j + 1, 0, k] = box * acc_s / channels + sb2
+                        st[i + 1, j + 1, 1, k] = box * acc_s / channels + sb2
+            for lay in range(n_layers):
+                st = state[cur]
+                # in place: (Σ, Θ) → (C, Ċ ⊙ Θ), entry by entry
+                for i in range(i0, i1):
+                    for j in range(j0, j1):
+                        for k in range(LANES):
+                            rho = st[i + 1, j + 1, 0, k] * g_a[lay, i, j, 1, k] * g_b[lay, i + di, j + dj, 1, k]
+                            rho = min(max(rho, -1.0), 1.0)
+                            angle = math.pi - _acos(rho)
+                            sine = math.sqrt(max((1.0 - rho) * (1.0 + rho), 0.0))
+                            j_unit = alpha * (sine + angle * rho) * _INV_TWO_PI + beta * rho
+                            jdot = beta + alpha * angle * _INV_TWO_PI
+                            st[i + 1, j + 1, 0, k] = g_a[lay, i, j, 0, k] * g_b[lay, i + di, j + dj, 0, k] * j_unit
+                            st[i + 1, j + 1, 1, k] = jdot * st[i + 1, j + 1, 1, k]
+                # readouts: sums of C and Ċ ⊙ Θ over this offset's pixels
+                sums[:] = 0.0
+                for i in range(i0, i1):
+                    for j in range(j0, j1):
+                        for m in range(2):
+                            for k in range(LANES):
+                                sums[m, k] += st[i + 1, j + 1, m, k]
+                for m in range(2):
+                    for k in range(LANES):
+                        acc[lay, 2 + m, k] += sums[m, k]
+                        if di == 0 and dj == 0:
+                            acc[lay, m, k] += sums[m, k]
+                if lay == n_layers - 1:
+                    break
+                # next layer: Σ = σ_w²/9 B[C] + σ_b², Θ = σ_w²/9 B[Ċ ⊙ Θ] + Σ
+                nxt = state[1 - cur]
+                for i in range(i0, i1):
+                    for j in range(j0, j1):
+                        for k in range(LANES):
+                            acc_s = 0.0
+                            acc_t = 0.0
+                            for u in range(3):
+                                for v in range(3):
+                                    acc_s += st[i + u, j + v, 0, k]
+                                    acc_t += st[i + u, j + v, 1, k]
+                            s_new = box * acc_s + sb2
+                            nxt[i + 1, j + 1, 0, k] = s_new
+                            nxt[i + 1, j + 1, 1, k] = box * acc_t + s_new
+                cur = 1 - cur
+        for lay in range(n_layers):
+            for r in range(4):
+                for k in range(LANES):
+                    out[split, lay, r, first + k] = acc[lay, r, k]
+    return out
+
+
+def _pixel_factors(q: np.ndarray, dtype) -> np.ndarray:
+    """(L, N, 2, H, W): √q and 1/√q (0 where q = 0) of pixel variances q of shape (L, N, H, W)."""
+    root = np.sqrt(np.maximum(np.asarray(q, np.float64), 0.0))
+    inv = np.divide(1.0, root, out=np.zeros_like(root), where=root > 0)
+    return np.ascontiguousarray(np.stack([root, inv], axis=2), dtype)
+
+
+def _check_inputs(xa, xb, qa, qb, pair_a, pair_b, scalars) -> None:
+    """Raise ValueError unless the arrays fit together (the Numba loops do not check bounds)."""
+    if xa.ndim != 4 or xb.ndim != 4 or xa.shape[1:] != xb.shape[1:]:
+        raise ValueError(f"xa and xb must be image arrays (N, H, W, C) of one image shape, got {xa.shape} and {xb.shape}")
+    n_layers = qa.shape[0] if qa.ndim == 4 else -1
+    for name, q, x in (("qa", qa, xa), ("qb", qb, xb)):
+        if q.shape != (n_layers, x.shape[0], x.shape[1], x.shape[2]) or n_layers < 1:
+            raise ValueError(f"{name} must have shape (L, N, H, W) = (L, {x.shape[0]}, {x.shape[1]}, {x.shape[2]}) "
+                             f"with the same L >= 1 for both sides, got {q.shape}")
+    if pair_a.ndim != 1 or pair_a.shape != pair_b.shape or pair_a.dtype.kind not in "iu" or pair_b.dtype.kind not in "iu":
+        raise ValueError(f"pair_a and pair_b must be integer arrays of one length, got {pair_a.shape} {pair_a.dtype} "
+                         f"and {pair_b.shape} {pair_b.dtype}")
+    for name, p, n in (("pair_a", pair_a, xa.shape[0]), ("pair_b", pair_b, xb.shape[0])):
+        if p.size and (p.min() < 0 or p.max() >= n):
+            raise ValueError(f"{name} must index images 0..{n - 1}, got values from {p.min()} to {p.max()}")
+    if not np.all(np.isfinite(np.asarray(scalars, np.float64))):
+        raise ValueError(f"sw2, sb2 and the coefficients must be finite, got {scalars}")
+
+
+def fused_readouts(
+    xa: np.ndarray,
+    xb: np.ndarray,
+    qa: np.ndarray,
+    qb: np.ndarray,
+    pair_a: np.ndarray,
+    pair_b: np.ndarray,
+    sw2: float,
+    sb2: float,
+    coefficients: tuple[float, float],
+    gap: bool,
+) -> np.ndarray:
+    """Readouts of every layer for a list of image pairs, on the CPU.
+
+    Args:
+      xa: images (N1, H, W, C); xb: images (N2, H, W, C).
+      qa: pixel variances Σ^l(x, x)[p, p] of the first images, (L, N1, H, W); qb: (L, N2, H, W).
+      pair_a, pair_b: integer arrays (P,): the kernel entries wanted are (pair_a[k], pair_b[k]).
+      sw2, sb2: σ_w² and σ_b².
+      coefficients: (α, β) of the activation, from :func:`relu_family_coefficients`.
+      gap: also compute the GAP readouts (all pixel offsets) or only the flatten ones (offset 0).
+    Returns:
+      float64 array (L, 4, P): flatten NNGP, flatten NTK, GAP NNGP, GAP NTK for every layer (GAP
+      rows zero when ``gap`` is False), the readouts :func:`ntknotes.conv.conv_kernels` assembles.
+    Raises:
+      ValueError: for inconsistent shapes, pair indices out of range, non-finite σ² or coefficients.
+    """
+    dtype = np.float64  # computed in double precision whatever the inputs (float32 gains nothing here)
+    xa, xb = np.ascontiguousarray(xa, dtype), np.ascontiguousarray(xb, dtype)
+    qa, qb = np.asarray(qa, dtype), np.asarray(qb, dtype)
+    pair_a, pair_b = np.asarray(pair_a), np.asarray(pair_b)
+    _check_inputs(xa, xb, qa, qb, pair_a, pair_b, (sw2, sb2, *coefficients))
+    fa, fb = _pixel_factors(qa, dtype), _pixel_factors(qb, dtype)
+    n = len(pair_a)
+    if n == 0:
+        return np.zeros((qa.shape[0], 4, 0), dtype)
+    padded = -(-n // LANES) * LANES
+    pa = np.zeros(padded, np.int64)
+    pb = np.zeros(padded, np.int64)
+    pa[:n], pb[:n] = pair_a, pair_b
+    alpha, beta = coefficients
+    h, w = xa.shape[1], xa.shape[2]
+    n_offsets = (2 * h - 1) * (2 * w - 1) if gap else 1
+    n_batches = padded // LANES
+    n_splits = min(n_offsets, -(-4 * numba.get_num_threads() // n_batches))  # >= 4 jobs per thread
+    sums = _pixel_pair_sums(xa, xb, fa, fb, pa, pb, float(sw2), float(sb2), float(alpha), float(beta),
+                            bool(gap), n_splits).sum(axis=0)[:, :, :n]
+    n_pix = h * w
+    out = np.zeros_like(sums)
+    out[:, 0] = sw2 * sums[:, 0] / n_pix + sb2
+    out[:, 1] = out[:, 0] + sw2 * sums[:, 1] / n_pix
+    if gap:
+        out[:, 2] = sw2 * sums[:, 2] / n_pix**2 + sb2
+        out[:, 3] = out[:, 2] + sw2 * sums[:, 3] / n_pix**2
+    return out
