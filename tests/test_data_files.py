@@ -132,6 +132,10 @@ def test_mnist1d_generation():
         make_mnist1d(10, 10, key=jax.random.PRNGKey(0), seed=1)
     with pytest.raises(ValueError, match="padding"):
         make_mnist1d(10, 10, key=jax.random.PRNGKey(0), padding=(5, 2))
+    for bad_seed in (-1, 2**32, 1.5, True, "42"):  # NumPy's RandomState takes ints in [0, 2**32)
+        with pytest.raises(TypeError, match=r"seed must be an int in \[0, 2\*\*32\)"):
+            make_mnist1d(10, 10, seed=bad_seed)
+    assert make_mnist1d(10, 10, seed=np.uint32(2**32 - 1)).x_train.shape == (10, 40)
 
 
 def test_mnist1d_equals_reference_generator():
