@@ -38,7 +38,7 @@ variances Σ^l(x, x)[p, p] come from a separate cheap pass over the images.
   and 1/√q, leaving one arccos per entry and layer; layers run in a ``lax.scan``.
 * ``"numba"`` (CPU, ReLU family, the default there): :mod:`ntknotes.conv_cpu` runs the
   recursion offset by offset (each offset's arrays stay in cache through all layers) in one
-  fused loop per layer, sixteen image pairs side by side in every SIMD loop; 2.5–6× faster than
+  fused loop per layer, sixteen image pairs side by side in every SIMD loop; 3–6× faster than
   XLA on CPU.
 """
 from __future__ import annotations
@@ -281,7 +281,7 @@ def conv_kernels(
         fit in ~2¹⁸ scalars per pixel-pair array).
       dtype: float dtype (default float64 when x64 is on).
       backend: ``"xla"`` (tiles of image pairs through XLA: any device, any closed-form dual),
-        ``"numba"`` (the fused CPU loops of :mod:`ntknotes.conv_cpu`, ReLU family only, 2.5–6×
+        ``"numba"`` (the fused CPU loops of :mod:`ntknotes.conv_cpu`, ReLU family only, 3–6×
         faster on CPU) or ``"auto"``: numba when JAX runs on the CPU and the activation is in the
         ReLU family, XLA otherwise.
     Returns:
@@ -361,22 +361,39 @@ def conv_kernels(
 
 def _conv_kernels_cpu(xa, xb, qa, qb, symmetric: bool, depths: tuple, gap: bool, sw2: float, sb2: float,
                       coefficients: tuple) -> ConvKernels:
-    """:func:`conv_kernels` through :func:`ntknotes.conv_cpu.fused_readouts`, in chunks of image pairs."""
+    """:func:`conv_kernels` through :func:`ntknotes.conv_cpu.fused_readouts`, in chunks of tiles.
+
+    A tile pairs one image of ``xa`` with a block of ``LANES`` images of ``xb``; tiles are ordered
+    block by block, so consecutive tiles reuse one block's data.  For the symmetric kernel only
+    tiles reaching the diagonal or beyond are computed, and each entry with b >= a is mirrored.
+    """
+    lanes = conv_cpu.LANES
     xa, xb, qa, qb = (np.asarray(v) for v in (xa, xb, qa, qb))
     n1, n2 = xa.shape[0], xb.shape[0]
+    if not symmetric and (-n2 % lanes) * n1 > (-n1 % lanes) * n2:
+        # fewer idle lanes with the first images in the lanes: compute K(xb, xa) and transpose
+        swapped = _conv_kernels_cpu(xb, xa, qb, qa, False, depths, gap, sw2, sb2, coefficients)
+        flip = lambda p: None if p is None else KernelPair(*(np.ascontiguousarray(np.swapaxes(v, -1, -2)) for v in p))  # noqa: E731
+        return ConvKernels(depths, flip(swapped.flatten), flip(swapped.gap))
+    n_blocks = -(-n2 // lanes)
     if symmetric:
-        pair_a, pair_b = np.triu_indices(n1)
+        tiles = [(a, blk) for blk in range(n_blocks) for a in range(min(n1, lanes * (blk + 1)))]
     else:
-        pair_a, pair_b = (v.ravel() for v in np.meshgrid(np.arange(n1), np.arange(n2), indexing="ij"))
+        tiles = [(a, blk) for blk in range(n_blocks) for a in range(n1)]
+    tile_a, tile_b = np.array(tiles, dtype=np.int64).T
     rows = np.array([d - 1 for d in depths])
     n_k = 4 if gap else 2
     out = np.empty((len(depths), n_k, n1, n2), dtype=xa.dtype)
-    for start in range(0, len(pair_a), _PAIR_CHUNK):
-        ia, ib = pair_a[start : start + _PAIR_CHUNK], pair_b[start : start + _PAIR_CHUNK]
-        res = conv_cpu.fused_readouts(xa, xb, qa, qb, ia, ib, sw2, sb2, coefficients, gap)[rows][:, :n_k]
-        out[:, :, ia, ib] = res
+    step = max(1, _PAIR_CHUNK // lanes)
+    for start in range(0, len(tile_a), step):
+        ta, tb = tile_a[start : start + step], tile_b[start : start + step]
+        res = conv_cpu.fused_readouts(xa, xb, qa, qb, ta, tb, sw2, sb2, coefficients, gap)[rows][:, :n_k]
+        a = np.broadcast_to(ta[:, None], (len(ta), lanes))
+        b = tb[:, None] * lanes + np.arange(lanes)
+        keep = (b < n2) & (b >= a) if symmetric else b < n2
+        out[:, :, a[keep], b[keep]] = res[:, :, keep]
         if symmetric:
-            out[:, :, ib, ia] = res
+            out[:, :, b[keep], a[keep]] = res[:, :, keep]
     flat = KernelPair(out[:, 0], out[:, 1])
     pooled = KernelPair(out[:, 2], out[:, 3]) if gap else None
     return ConvKernels(depths, flat, pooled)

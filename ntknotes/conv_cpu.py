@@ -15,11 +15,12 @@ core's cache, using two facts:
   its unit-variance duals are J(ρ) = α J_ReLU(ρ) + β ρ and J̇(ρ) = β + α J̇_ReLU(ρ), with
   α = (b − a)² and β = ab (ReLU: α = 1, β = 0; identity: α = 0, β = 1).
 
-Image pairs are processed sixteen at a time, with the pair index innermost so that every loop
-is a contiguous SIMD loop over the sixteen pairs; batches of pairs run in parallel over cores.
+Image pairs are processed in tiles of one image x against sixteen images x′ stored side by side
+(image index last), so that every innermost loop is a contiguous SIMD loop over the sixteen
+pairs with x's numbers as scalars, and nothing has to be gathered; tiles run in parallel.
 
 :func:`fused_readouts` returns what the XLA tiles give (the flatten and GAP NNGP/NTK of every
-layer) for a list of image pairs; :func:`ntknotes.conv.conv_kernels` calls it with
+layer) for tiles of image pairs; :func:`ntknotes.conv.conv_kernels` calls it with
 ``backend="numba"``, the default on CPU.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .activations import _ASIN_COEFFS, Activation
 
 __all__ = ["relu_family_coefficients", "fused_readouts", "LANES"]
 
-LANES = 16  # image pairs per batch, side by side in every SIMD loop (several vectors of float64)
+LANES = 16  # second images per tile, side by side in every SIMD loop (several vectors of float64)
 _C_HIGH_FIRST = tuple(float(c) for c in reversed(_ASIN_COEFFS))
 _HALF_PI = 0.5 * math.pi
 _INV_TWO_PI = 0.5 / math.pi
@@ -80,43 +81,33 @@ def _acos(r):
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _pixel_pair_sums(xa, xb, fa, fb, pair_a, pair_b, sw2, sb2, alpha, beta, gap, n_splits):  # pragma: no cover
+def _pixel_pair_sums(xa, xb_lanes, fa, fb_lanes, rows, blocks, sw2, sb2, alpha, beta, gap, n_splits):  # pragma: no cover
     """Numba kernel behind :func:`fused_readouts`: sums of C^l and Ċ^l ⊙ Θ^l over pixel pairs.
 
-    fa: (L, N1, 2, H, W) the first images' √q and 1/√q per layer and pixel; fb likewise.
-    Returns (n_splits, L, 4, P): per share of the offsets (offset k goes to share k mod n_splits,
-    so that few image pairs still occupy every core), the sums over offset 0 and over all offsets
-    of C and of Ċ ⊙ Θ.  Each loop touches few arrays (state arrays pack Σ with Θ, factors pack √q
-    with 1/√q) so that LLVM's vectorizer needs only a couple of run-time alias checks per loop.
+    xa: (N1, H, W, C) the first images; fa: (L, N1, 2, H, W) their √q and 1/√q per layer and pixel.
+    xb_lanes: (B, H, W, C, LANES) the second images in blocks of LANES, image index last;
+    fb_lanes: (B, L, 2, H, W, LANES) their √q and 1/√q.  Tile t pairs image rows[t] with the
+    LANES images of block blocks[t]: the first image's numbers are scalars in every loop and
+    the block's are contiguous vectors, so nothing is gathered.
+    Returns (n_splits, L, 4, T, LANES): per share of the offsets (offset k goes to share
+    k mod n_splits, so that few tiles still occupy every core), the sums over offset 0 and over
+    all offsets of C and of Ċ ⊙ Θ.  Each loop touches few arrays (state arrays pack Σ with Θ,
+    factors pack √q with 1/√q) so that LLVM's vectorizer needs only a couple of run-time alias
+    checks per loop.
     """
-    n_layers, _, _, h, w = fa.shape
+    n_layers, h, w = fa.shape[0], fa.shape[3], fa.shape[4]
     channels = xa.shape[3]
-    n_batches = pair_a.shape[0] // LANES
-    out = np.zeros((n_splits, n_layers, 4, pair_a.shape[0]), dtype=fa.dtype)
+    n_tiles = rows.shape[0]
+    out = np.zeros((n_splits, n_layers, 4, n_tiles, LANES), dtype=fa.dtype)
     n_offsets = (2 * h - 1) * (2 * w - 1) if gap else 1
     box = sw2 / 9.0
-    for job in numba.prange(n_batches * n_splits):
-        batch = job // n_splits
+    for job in numba.prange(n_tiles * n_splits):
+        tile = job // n_splits
         split = job % n_splits
-        first = batch * LANES
-        # lane-major copies of this batch's images and pixel factors: (..., LANES)
-        gx_a = np.empty((h, w, channels, LANES), dtype=xa.dtype)
-        gx_b = np.empty((h, w, channels, LANES), dtype=xa.dtype)
-        g_a = np.empty((n_layers, h, w, 2, LANES), dtype=fa.dtype)
-        g_b = np.empty((n_layers, h, w, 2, LANES), dtype=fa.dtype)
-        for i in range(h):
-            for j in range(w):
-                for ch in range(channels):
-                    for k in range(LANES):
-                        gx_a[i, j, ch, k] = xa[pair_a[first + k], i, j, ch]
-                        gx_b[i, j, ch, k] = xb[pair_b[first + k], i, j, ch]
-        for lay in range(n_layers):
-            for m in range(2):
-                for i in range(h):
-                    for j in range(w):
-                        for k in range(LANES):
-                            g_a[lay, i, j, m, k] = fa[lay, pair_a[first + k], m, i, j]
-                            g_b[lay, i, j, m, k] = fb[lay, pair_b[first + k], m, i, j]
+        a = rows[tile]
+        gx_b = xb_lanes[blocks[tile]]  # (H, W, C, LANES)
+        g_b = fb_lanes[blocks[tile]]  # (L, 2, H, W, LANES)
+        g_a = fa[:, a]  # (L, 2, H, W)
         # two state buffers (Σ, Θ) → in place (C, Ċ⊙Θ) → box sums into the other buffer;
         # a one-pixel zero border (and zeros outside the valid pixels) make the box sums plain
         state = np.zeros((2, h + 2, w + 2, 2, LANES), dtype=fa.dtype)
@@ -134,8 +125,9 @@ def _pixel_pair_sums(xa, xb, fa, fb, pair_a, pair_b, sw2, sb2, alpha, beta, gap,
             for i in range(i0, i1):
                 for j in range(j0, j1):
                     for ch in range(channels):
+                        x_a = xa[a, i, j, ch]
                         for k in range(LANES):
-                            gram[i + 1, j + 1, 0, k] += gx_a[i, j, ch, k] * gx_b[i + di, j + dj, ch, k]
+                            gram[i + 1, j + 1, 0, k] += x_a * gx_b[i + di, j + dj, ch, k]
             st = state[0]
             for i in range(i0, i1):
                 for j in range(j0, j1):
@@ -151,14 +143,16 @@ def _pixel_pair_sums(xa, xb, fa, fb, pair_a, pair_b, sw2, sb2, alpha, beta, gap,
                 # in place: (Σ, Θ) → (C, Ċ ⊙ Θ), entry by entry
                 for i in range(i0, i1):
                     for j in range(j0, j1):
+                        root_a = g_a[lay, 0, i, j]
+                        inv_a = g_a[lay, 1, i, j]
                         for k in range(LANES):
-                            rho = st[i + 1, j + 1, 0, k] * g_a[lay, i, j, 1, k] * g_b[lay, i + di, j + dj, 1, k]
+                            rho = st[i + 1, j + 1, 0, k] * inv_a * g_b[lay, 1, i + di, j + dj, k]
                             rho = min(max(rho, -1.0), 1.0)
                             angle = math.pi - _acos(rho)
                             sine = math.sqrt(max((1.0 - rho) * (1.0 + rho), 0.0))
                             j_unit = alpha * (sine + angle * rho) * _INV_TWO_PI + beta * rho
                             jdot = beta + alpha * angle * _INV_TWO_PI
-                            st[i + 1, j + 1, 0, k] = g_a[lay, i, j, 0, k] * g_b[lay, i + di, j + dj, 0, k] * j_unit
+                            st[i + 1, j + 1, 0, k] = root_a * g_b[lay, 0, i + di, j + dj, k] * j_unit
                             st[i + 1, j + 1, 1, k] = jdot * st[i + 1, j + 1, 1, k]
                 # readouts: sums of C and Ċ ⊙ Θ over this offset's pixels
                 sums[:] = 0.0
@@ -192,18 +186,29 @@ def _pixel_pair_sums(xa, xb, fa, fb, pair_a, pair_b, sw2, sb2, alpha, beta, gap,
         for lay in range(n_layers):
             for r in range(4):
                 for k in range(LANES):
-                    out[split, lay, r, first + k] = acc[lay, r, k]
+                    out[split, lay, r, tile, k] = acc[lay, r, k]
     return out
 
 
-def _pixel_factors(q: np.ndarray, dtype) -> np.ndarray:
+def _pixel_factors(q: np.ndarray) -> np.ndarray:
     """(L, N, 2, H, W): √q and 1/√q (0 where q = 0) of pixel variances q of shape (L, N, H, W)."""
     root = np.sqrt(np.maximum(np.asarray(q, np.float64), 0.0))
     inv = np.divide(1.0, root, out=np.zeros_like(root), where=root > 0)
-    return np.ascontiguousarray(np.stack([root, inv], axis=2), dtype)
+    return np.ascontiguousarray(np.stack([root, inv], axis=2))
 
 
-def _check_inputs(xa, xb, qa, qb, pair_a, pair_b, scalars) -> None:
+def _in_lanes(a: np.ndarray, axis: int) -> np.ndarray:
+    """Split ``axis`` (length N) into blocks of LANES (zero-padded) and move the lane axis last:
+    (..., N, ...) → (ceil(N / LANES), ..., LANES), with the block axis first."""
+    n = a.shape[axis]
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (0, -n % LANES)
+    a = np.moveaxis(np.pad(a, pad), axis, 0)
+    a = a.reshape(-1, LANES, *a.shape[1:])
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
+
+
+def _check_inputs(xa, xb, qa, qb, rows, blocks, scalars) -> None:
     """Raise ValueError unless the arrays fit together (the Numba loops do not check bounds)."""
     if xa.ndim != 4 or xb.ndim != 4 or xa.shape[1:] != xb.shape[1:]:
         raise ValueError(f"xa and xb must be image arrays (N, H, W, C) of one image shape, got {xa.shape} and {xb.shape}")
@@ -212,12 +217,13 @@ def _check_inputs(xa, xb, qa, qb, pair_a, pair_b, scalars) -> None:
         if q.shape != (n_layers, x.shape[0], x.shape[1], x.shape[2]) or n_layers < 1:
             raise ValueError(f"{name} must have shape (L, N, H, W) = (L, {x.shape[0]}, {x.shape[1]}, {x.shape[2]}) "
                              f"with the same L >= 1 for both sides, got {q.shape}")
-    if pair_a.ndim != 1 or pair_a.shape != pair_b.shape or pair_a.dtype.kind not in "iu" or pair_b.dtype.kind not in "iu":
-        raise ValueError(f"pair_a and pair_b must be integer arrays of one length, got {pair_a.shape} {pair_a.dtype} "
-                         f"and {pair_b.shape} {pair_b.dtype}")
-    for name, p, n in (("pair_a", pair_a, xa.shape[0]), ("pair_b", pair_b, xb.shape[0])):
+    if rows.ndim != 1 or rows.shape != blocks.shape or rows.dtype.kind not in "iu" or blocks.dtype.kind not in "iu":
+        raise ValueError(f"rows and blocks must be integer arrays of one length, got {rows.shape} {rows.dtype} "
+                         f"and {blocks.shape} {blocks.dtype}")
+    n_blocks = -(-xb.shape[0] // LANES)
+    for name, p, n in (("rows", rows, xa.shape[0]), ("blocks", blocks, n_blocks)):
         if p.size and (p.min() < 0 or p.max() >= n):
-            raise ValueError(f"{name} must index images 0..{n - 1}, got values from {p.min()} to {p.max()}")
+            raise ValueError(f"{name} must take values 0..{n - 1}, got values from {p.min()} to {p.max()}")
     if not np.all(np.isfinite(np.asarray(scalars, np.float64))):
         raise ValueError(f"sw2, sb2 and the coefficients must be finite, got {scalars}")
 
@@ -227,48 +233,47 @@ def fused_readouts(
     xb: np.ndarray,
     qa: np.ndarray,
     qb: np.ndarray,
-    pair_a: np.ndarray,
-    pair_b: np.ndarray,
+    rows: np.ndarray,
+    blocks: np.ndarray,
     sw2: float,
     sb2: float,
     coefficients: tuple[float, float],
     gap: bool,
 ) -> np.ndarray:
-    """Readouts of every layer for a list of image pairs, on the CPU.
+    """Readouts of every layer for tiles of image pairs (one first image × LANES second images), on the CPU.
 
     Args:
       xa: images (N1, H, W, C); xb: images (N2, H, W, C).
       qa: pixel variances Σ^l(x, x)[p, p] of the first images, (L, N1, H, W); qb: (L, N2, H, W).
-      pair_a, pair_b: integer arrays (P,): the kernel entries wanted are (pair_a[k], pair_b[k]).
+      rows, blocks: integer arrays (T,): tile t pairs xa[rows[t]] with the images
+        xb[LANES·blocks[t] + k], k = 0..LANES−1 (images past N2 count as zero images).
       sw2, sb2: σ_w² and σ_b².
       coefficients: (α, β) of the activation, from :func:`relu_family_coefficients`.
       gap: also compute the GAP readouts (all pixel offsets) or only the flatten ones (offset 0).
     Returns:
-      float64 array (L, 4, P): flatten NNGP, flatten NTK, GAP NNGP, GAP NTK for every layer (GAP
-      rows zero when ``gap`` is False), the readouts :func:`ntknotes.conv.conv_kernels` assembles.
+      float64 array (L, 4, T, LANES): flatten NNGP, flatten NTK, GAP NNGP, GAP NTK for every
+      layer (GAP rows zero when ``gap`` is False), the readouts
+      :func:`ntknotes.conv.conv_kernels` assembles.
     Raises:
-      ValueError: for inconsistent shapes, pair indices out of range, non-finite σ² or coefficients.
+      ValueError: for inconsistent shapes, indices out of range, non-finite σ² or coefficients.
     """
     dtype = np.float64  # computed in double precision whatever the inputs (float32 gains nothing here)
     xa, xb = np.ascontiguousarray(xa, dtype), np.ascontiguousarray(xb, dtype)
     qa, qb = np.asarray(qa, dtype), np.asarray(qb, dtype)
-    pair_a, pair_b = np.asarray(pair_a), np.asarray(pair_b)
-    _check_inputs(xa, xb, qa, qb, pair_a, pair_b, (sw2, sb2, *coefficients))
-    fa, fb = _pixel_factors(qa, dtype), _pixel_factors(qb, dtype)
-    n = len(pair_a)
-    if n == 0:
-        return np.zeros((qa.shape[0], 4, 0), dtype)
-    padded = -(-n // LANES) * LANES
-    pa = np.zeros(padded, np.int64)
-    pb = np.zeros(padded, np.int64)
-    pa[:n], pb[:n] = pair_a, pair_b
+    rows, blocks = np.asarray(rows), np.asarray(blocks)
+    _check_inputs(xa, xb, qa, qb, rows, blocks, (sw2, sb2, *coefficients))
+    n_layers, n_tiles = qa.shape[0], len(rows)
+    if n_tiles == 0:
+        return np.zeros((n_layers, 4, 0, LANES), dtype)
     alpha, beta = coefficients
     h, w = xa.shape[1], xa.shape[2]
     n_offsets = (2 * h - 1) * (2 * w - 1) if gap else 1
-    n_batches = padded // LANES
-    n_splits = min(n_offsets, -(-4 * numba.get_num_threads() // n_batches))  # >= 4 jobs per thread
-    sums = _pixel_pair_sums(xa, xb, fa, fb, pa, pb, float(sw2), float(sb2), float(alpha), float(beta),
-                            bool(gap), n_splits).sum(axis=0)[:, :, :n]
+    n_splits = min(n_offsets, -(-4 * numba.get_num_threads() // n_tiles))  # >= 4 jobs per thread
+    sums = _pixel_pair_sums(
+        xa, _in_lanes(xb, 0), _pixel_factors(qa), _in_lanes(_pixel_factors(qb), 1),
+        rows.astype(np.int64), blocks.astype(np.int64),
+        float(sw2), float(sb2), float(alpha), float(beta), bool(gap), n_splits,
+    ).sum(axis=0)
     n_pix = h * w
     out = np.zeros_like(sums)
     out[:, 0] = sw2 * sums[:, 0] / n_pix + sb2

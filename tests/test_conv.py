@@ -12,7 +12,7 @@ from ntknotes import conv
 from ntknotes.activations import abrelu, get_activation
 from ntknotes.cnn import CNN
 from ntknotes.conv import conv_kernels, conv_nngp_ntk
-from ntknotes.conv_cpu import fused_readouts, relu_family_coefficients
+from ntknotes.conv_cpu import LANES, fused_readouts, relu_family_coefficients
 from ntknotes.empirical import empirical_nngp, empirical_ntk
 from ntknotes.kernels import nngp_ntk
 
@@ -106,8 +106,9 @@ def test_against_direct_recursion_and_tiling(backend):
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "identity"])
 def test_numba_backend_equals_xla(activation, monkeypatch):
-    # the fused CPU loops against the XLA tiles: several depths, biases, both readouts, more image
-    # pairs than one SIMD batch (16) and, with the chunk shrunk to 7 pairs, several chunks
+    # the fused CPU loops against the XLA tiles: several depths, biases, both readouts, partly
+    # filled tiles of 16 lanes, the cross kernel computed with its roles swapped (9 × 4 images:
+    # the 9 fill the lanes better) and, with the chunk shrunk to 7 pairs, one tile per call
     monkeypatch.setattr(conv, "_PAIR_CHUNK", 7)
     rng = np.random.default_rng(2)
     x1, x2 = rng.normal(size=(9, 5, 4, 3)), rng.normal(size=(4, 5, 4, 3))
@@ -226,19 +227,21 @@ def test_fused_readouts_checks_its_inputs():
     # the Numba loops index without bounds checks, so the wrapper must refuse what does not fit
     x = np.ones((3, 4, 4, 2))
     q = np.ones((2, 3, 4, 4))
-    pairs = np.array([0, 2])
+    rows, blocks = np.array([0, 2]), np.array([0, 0])
     args = (2.0, 0.0, (1.0, 0.0), True)
-    assert fused_readouts(x, x, q, q, pairs, pairs, *args).shape == (2, 4, 2)
-    assert fused_readouts(x, x, q, q, pairs[:0], pairs[:0], *args).shape == (2, 4, 0)
-    with pytest.raises(ValueError, match="pair_b must index images 0..2"):
-        fused_readouts(x, x, q, q, pairs, np.array([0, 3]), *args)
-    with pytest.raises(ValueError, match="pair_a must index"):
-        fused_readouts(x, x, q, q, np.array([-1, 0]), pairs, *args)
+    got = fused_readouts(x, x, q, q, rows, blocks, *args)
+    assert got.shape == (2, 4, 2, LANES)
+    assert np.all(got[..., :3] > 0) and np.all(got[:, :2, :, 3:] == 0)  # lanes past image 2: zero images
+    assert fused_readouts(x, x, q, q, rows[:0], blocks[:0], *args).shape == (2, 4, 0, LANES)
+    with pytest.raises(ValueError, match="blocks must take values 0..0"):
+        fused_readouts(x, x, q, q, rows, np.array([0, 1]), *args)
+    with pytest.raises(ValueError, match="rows must take values 0..2"):
+        fused_readouts(x, x, q, q, np.array([-1, 0]), blocks, *args)
     with pytest.raises(ValueError, match="integer arrays of one length"):
-        fused_readouts(x, x, q, q, pairs, np.array([0.0, 1.0]), *args)
+        fused_readouts(x, x, q, q, rows, np.array([0.0, 0.0]), *args)
     with pytest.raises(ValueError, match="qb must have shape"):
-        fused_readouts(x, x, q, q[:, :2], pairs, pairs, *args)
+        fused_readouts(x, x, q, q[:, :2], rows, blocks, *args)
     with pytest.raises(ValueError, match="one image shape"):
-        fused_readouts(x, np.ones((3, 4, 5, 2)), q, q, pairs, pairs, *args)
+        fused_readouts(x, np.ones((3, 4, 5, 2)), q, q, rows, blocks, *args)
     with pytest.raises(ValueError, match="finite"):
-        fused_readouts(x, x, q, q, pairs, pairs, 2.0, 0.0, (np.nan, 0.0), True)
+        fused_readouts(x, x, q, q, rows, blocks, 2.0, 0.0, (np.nan, 0.0), True)
