@@ -47,7 +47,11 @@ def relu_family_coefficients(act: Activation) -> Optional[tuple[float, float]]:
     ``None`` unless ``act`` has a homogeneous dual; the coefficients are read off J(0) = α/2π and
     J̇(0) = β + α/4 and then checked at four other correlations (to 1e-12), so an activation
     whose homogeneous dual is not of this form is refused rather than computed wrongly.
+    Raises TypeError unless ``act`` is an :class:`~ntknotes.activations.Activation`.
     """
+    if not isinstance(act, Activation):
+        raise TypeError(f"act must be an ntknotes.activations.Activation (e.g. get_activation('relu')), "
+                        f"got {type(act).__name__}")
     if act.homogeneous_dual is None:
         return None
     rho = np.array([0.0, -0.9, -0.3, 0.4, 1.0])

@@ -134,6 +134,8 @@ def test_relu_family_coefficients():
     assert relu_family_coefficients(abrelu(-0.5, 2.0)) == pytest.approx((6.25, -1.0), abs=1e-12)
     assert relu_family_coefficients(get_activation("erf")) is None
     assert relu_family_coefficients(get_activation("tanh")) is None
+    with pytest.raises(TypeError, match="Activation"):
+        relu_family_coefficients("relu")
 
 
 def test_backend_choice():
