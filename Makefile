@@ -13,7 +13,7 @@ export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/_build/.jax_cache
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= 0
 
-.PHONY: book test venv pytest nbval book-strict chromium twins clean
+.PHONY: book test venv pytest nbval book-strict chromium notebooks twins colab colab-one clean
 
 # The virtual environment; re-installed when the dependency lists change. Where the stdlib
 # venv lacks ensurepip (Debian without python3-venv), virtualenv from pip stands in.
@@ -53,10 +53,23 @@ test: $(STAMP) chromium
 	$(MAKE) nbval
 	$(MAKE) book-strict
 	$(BIN)/python -m pytest tests/test_site.py -q
+	$(MAKE) colab-one
 
-# Re-create the Colab twins (book/NN_name.ipynb, no outputs) from their MyST sources.
-twins: $(STAMP)
-	$(BIN)/jupytext --to ipynb --update-metadata '{"jupytext": null}' book/[0-9][0-9]_*.md
+# The reader notebooks book/NN_name.ipynb (what Colab opens and the site's download button
+# serves), generated from the MyST sources with every reference resolved; the installer cell
+# of each source is first rewritten from pyproject.toml's version and _config.yml's repository.
+notebooks: $(STAMP)
+	$(BIN)/python book/_ext/reader_notebooks.py --sync-installers
+twins: notebooks
+
+# Execute the reader notebooks in a fresh Colab-like environment (Python 3.12, JAX 0.7,
+# NumPy 2.0, no myst-nb or Sphinx) with ntknotes installed by each chapter's installer cell
+# from a wheel of this checkout. COLAB_CHAPTERS picks chapters; colab-one runs one short one.
+COLAB_CHAPTERS ?=
+colab: $(STAMP)
+	$(BIN)/python tests/colab/run.py $(COLAB_CHAPTERS)
+colab-one: $(STAMP)
+	$(BIN)/python tests/colab/run.py 01_gradient_flow
 
 clean:
 	rm -rf _build
