@@ -95,8 +95,23 @@ def test_notebook_captions_every_figure(md: Path):
     names = [c.metadata["mystnb"]["figure"]["name"] for c in _code_cells(jupytext.read(md))
              if "figure" in c.metadata.get("mystnb", {})]
     captions = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("**Fig. ")]
-    assert [re.match(r"\*\*Fig\. (\d+)\.\*\*", c).group(1) for c in captions] == \
-        [str(i + 1) for i in range(len(names))], captions
+    numbers = [int(re.match(r"\*\*Fig\. (\d+)\.\*\*", c).group(1)) for c in captions]
+    assert len(numbers) == len(names), captions
+    index = rn.book_index()[md.relative_to(ROOT).with_suffix("").as_posix()].figures
+    assert numbers == [index[n] for n in names]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) if numbers else True
+
+
+def test_numbers_run_through_the_book_in_reading_order():
+    # no section numbers in _toc.yml: Sphinx numbers figures and equations across chapters
+    figures, equations = [], []
+    for docname in rn.toc_order():
+        page = rn.book_index().get(docname)
+        if page is not None:
+            figures += sorted(page.figures.values())
+            equations += sorted(page.equations.values())
+    assert figures == list(range(1, len(figures) + 1))
+    assert equations == list(range(1, len(equations) + 1))
 
 
 # --- the installer cell: one pinned install target ---------------------------------------

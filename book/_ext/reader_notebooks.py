@@ -9,8 +9,8 @@ button serves it (:func:`setup` copies it into the built site).
 What changes between the source and the reader notebook:
 
 * ``{numref}`fig-x``` becomes "Fig. 3", ``{eq}`eq-x``` "Eq. (2)" (the numbers Sphinx gives:
-  figures and labelled equations are numbered per chapter in order of appearance;
-  ``tests/test_site.py`` checks them against the built pages), ``{doc}`01_gradient_flow```
+  figures and labelled equations are numbered through the book in reading order, see
+  :func:`book_index`; ``tests/test_site.py`` checks them against the built pages), ``{doc}`01_gradient_flow```
   a link to that chapter's page on the website, ``{cite:p}``/``{cite:t}`` "(Author, Year)" /
   "Author (Year)" from ``book/references.bib``, ``{mod}``/``{func}``/``{class}`` inline code;
 * ``$$ ... $$ (eq-x)`` loses its label and shows its number with ``\\tag``;
@@ -156,10 +156,42 @@ def scan_chapter(md: Path) -> Chapter:
     return chapter
 
 
+def toc_order() -> list[str]:
+    """The docnames of ``_toc.yml``, root first, in reading order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    order = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                order.append(str(entry["file"]).removesuffix(".md"))
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return order
+
+
 @lru_cache(maxsize=None)
 def book_index() -> dict[str, Chapter]:
-    """Every page under ``book/`` by docname."""
-    return {c.docname: c for c in (scan_chapter(p) for p in sorted(BOOK.glob("*.md")))}
+    """Every page under ``book/`` by docname, numbered as Sphinx numbers them here.
+
+    The table of contents has no section numbers, so Sphinx numbers figures and labelled
+    equations through the whole book in reading order (chapter 1 continues where the
+    introduction stopped); pages outside ``_toc.yml`` number from 1.
+    """
+    pages = {c.docname: c for c in (scan_chapter(p) for p in sorted(BOOK.glob("*.md")))}
+    figures = equations = 0
+    for docname in toc_order():
+        page = pages.get(docname)
+        if page is None:
+            continue
+        page.figures = {k: v + figures for k, v in page.figures.items()}
+        page.equations = {k: v + equations for k, v in page.equations.items()}
+        figures += len(page.figures)
+        equations += len(page.equations)
+    return pages
 
 
 def _latex_to_text(s: str) -> str:

@@ -138,6 +138,10 @@ def check_chapter(md: Path, venv: Path, wheel: Path, workdir: Path, timeout: int
     # Colab starts without ntknotes: the installer cell must install it.
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-q", "-y", "ntknotes"],
                    capture_output=True, text=True)
+    # pip leaves files it did not install (Numba's on-disk cache in ntknotes/__pycache__): such a
+    # directory would be imported as an empty namespace package and the installer would skip.
+    for leftover in venv.glob("lib/python3.12/site-packages/ntknotes"):
+        shutil.rmtree(leftover)
     figure_cells = [i for i, c in enumerate(nb.cells)
                     if c.cell_type == "markdown" and c.source.startswith("**Fig. ")]
     figure_cells = [i - 1 for i in figure_cells]  # the code cell before each caption
@@ -181,6 +185,9 @@ def check_chapter(md: Path, venv: Path, wheel: Path, workdir: Path, timeout: int
     for i in figure_cells:
         if pngs.get(i) != 1:
             problems.append(f"figure cell {i} has {pngs.get(i, 0)} image/png outputs, not 1")
+        shown = [o for o in nb.cells[i].outputs if o.output_type in ("display_data", "execute_result")]
+        if len(shown) != 1:  # MyST-NB would wrap every one of them in the same numbered figure
+            problems.append(f"figure cell {i} displays {len(shown)} outputs; only its figure belongs there")
     stray = {i: n for i, n in pngs.items() if n and i not in figure_cells}
     if stray:
         problems.append(f"image/png outputs outside the figure cells (cell: count): {stray}")
