@@ -1,10 +1,17 @@
 """Look at the built website as a reader would: every chapter page rendered in headless Chromium.
 
 Runs after the book build (``make test`` orders it so). For every chapter page listed in
-``_toc.yml`` the rendered DOM must show an h1 heading, at least one figure (for chapters with
-code beyond the Colab installer), typeset math, working citation links, and a Colab launch
-link to the chapter's ``.ipynb`` twin. MathJax must be served locally, and no internal link
-of the site may be broken.
+``_toc.yml`` the rendered DOM must show an h1 heading; exactly one image per figure the source
+defines (``mystnb: figure:`` cells), each in a ``<figure>`` numbered as the reader notebook
+numbers it (equation numbers too); typeset math, no equation wider than the text column or
+overlapping its number, no code block that scrolls sideways, no error in the browser console;
+working citation links, a Colab launch link to the chapter's ``.ipynb`` reader notebook, and
+a download button serving that same notebook. MathJax must be served locally, and no internal
+link of the site may be broken.
+
+Counting: images are the ``<img>`` elements inside the page's ``<article>`` after Chromium
+ran the page's scripts; overflow and console errors are measured by scripts added to a copy of
+the page (:func:`page_probe`) at a 1280 × 1000 window.
 
 Environment: ``NTKNOTES_HTML`` (default ``_build/html``) and ``NTKNOTES_TOC`` (default
 ``_toc.yml``) point the test at another build, e.g. one made with ``--path-output``.
@@ -12,19 +19,26 @@ Environment: ``NTKNOTES_HTML`` (default ``_build/html``) and ``NTKNOTES_TOC`` (d
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import jupytext
 import pytest
 import yaml
 
-from conftest import CHAPTER_RE, ROOT, toc_files
+from conftest import BOOK, CHAPTER_RE, ROOT, toc_files
+
+sys.path.insert(0, str(BOOK / "_ext"))
+import reader_notebooks as rn  # noqa: E402
 
 HTML = Path(os.environ.get("NTKNOTES_HTML", ROOT / "_build" / "html"))
 TOC = Path(os.environ.get("NTKNOTES_TOC", ROOT / "_toc.yml"))
@@ -84,6 +98,89 @@ def rendered_dom(page: str) -> str:
     return out.stdout
 
 
+# Injected into a copy of a chapter page: the first script records script errors, failed loads
+# and console.error calls; the second, once the page (MathJax included) has settled, measures
+# what overflows and writes everything as JSON into <pre id="ntk-probe">.
+_RECORD_ERRORS = """<script>
+window.__ntkErrors = [];
+window.addEventListener("error", function (e) {
+  var t = e.target;
+  window.__ntkErrors.push(t && t !== window && (t.src || t.href)
+    ? "failed to load " + (t.src || t.href) : String(e.message));
+}, true);
+(function () {
+  var original = console.error;
+  console.error = function () {
+    window.__ntkErrors.push(Array.prototype.map.call(arguments, String).join(" "));
+    return original.apply(console, arguments);
+  };
+})();
+</script>"""
+_MEASURE = """<script>
+function __ntkMeasure() {
+  var out = {errors: window.__ntkErrors, equations: [], code: [], images: 0};
+  var article = document.querySelector("article") || document.body;
+  out.images = article.querySelectorAll("img").length;
+  article.querySelectorAll("div.math").forEach(function (div) {
+    var math = div.querySelector("mjx-container mjx-math") || div.querySelector("mjx-container");
+    if (!math) { return; }
+    var box = div.getBoundingClientRect(), m = math.getBoundingClientRect();
+    var eqno = div.querySelector(".eqno"), n = eqno ? eqno.getBoundingClientRect() : null;
+    var id = div.id || (div.querySelector("[id]") || {}).id || div.textContent.slice(0, 40);
+    if (m.right > box.right + 1 || m.left < box.left - 1 || div.scrollWidth > div.clientWidth + 1) {
+      out.equations.push(id + ": the equation is wider than the text column");
+    } else if (n && n.width > 0 && n.left < m.right - 1 && n.bottom > m.top && n.top < m.bottom) {
+      out.equations.push(id + ": the equation overlaps its number");
+    }
+  });
+  article.querySelectorAll("div.cell_input pre").forEach(function (pre) {
+    if (pre.scrollWidth > pre.clientWidth + 1) {
+      var lines = pre.textContent.split("\\n").sort(function (a, b) { return b.length - a.length; });
+      out.code.push(lines[0]);
+    }
+  });
+  var probe = document.createElement("pre");
+  probe.id = "ntk-probe";
+  probe.textContent = JSON.stringify(out);
+  document.body.appendChild(probe);
+}
+window.addEventListener("load", function () {
+  var ready = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
+  ready.then(function () { setTimeout(__ntkMeasure, 500); });
+});
+</script>"""
+
+
+@functools.lru_cache(maxsize=None)
+def page_probe(page: str) -> dict:
+    """Script errors, overflowing equations and code blocks, and image count of ``HTML/page``.
+
+    The page is copied next to itself (so relative links resolve) with two scripts added, and
+    rendered by Chromium at a laptop's window size.
+    """
+    original = HTML / page
+    html = original.read_text(errors="replace")
+    head = re.search(r"<head[^>]*>", html)
+    assert head and "</body>" in html, f"{page}: no <head> or </body>"
+    html = html[:head.end()] + _RECORD_ERRORS + html[head.end():]
+    html = html.replace("</body>", _MEASURE + "</body>", 1)
+    copy = original.with_name(f".probe-{original.name}")
+    copy.write_text(html)
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            out = subprocess.run(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                 "--window-size=1280,1000", "--virtual-time-budget=20000", "--dump-dom", copy.as_uri()],
+                capture_output=True, text=True, timeout=240,
+            )
+    finally:
+        copy.unlink()
+    m = re.search(r'<pre id="ntk-probe">(.*?)</pre>', out.stdout, flags=re.S)
+    assert m, f"{page}: the measuring script did not finish (Chromium: {out.stderr[-1500:]})"
+    return json.loads(unescape(m.group(1)))
+
+
 def _source(chapter: str) -> str:
     return (ROOT / f"{chapter}.md").read_text()
 
@@ -113,19 +210,78 @@ def test_heading(chapter):
     assert h1 and re.sub(r"<[^>]+>", "", h1.group(1)).strip(), f"{chapter}: no h1 heading"
 
 
+def _figure_names(chapter: str) -> list[str]:
+    """The figures the chapter source defines (code cells with ``mystnb: figure:`` metadata)."""
+    return [c.metadata["mystnb"]["figure"]["name"] for c in jupytext.read(ROOT / f"{chapter}.md").cells
+            if c.cell_type == "code" and "figure" in c.metadata.get("mystnb", {})]
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_figures(chapter):
+def test_each_figure_shown_once(chapter):
+    """One image per figure of the source, each inside its numbered, captioned <figure>."""
     if _is_placeholder(chapter):
         pytest.skip(f"{chapter} is a placeholder (no code beyond the installer)")
+    names = _figure_names(chapter)
+    assert names, f"{chapter}: the source defines no figure"
     dom = rendered_dom(f"{chapter}.html")
+    article = re.search(r"<article.*?</article>", dom, flags=re.S)
+    assert article, f"{chapter}: no <article> in the page"
+    tags = _tags(article.group(0))
+    images = [a.get("src", "") for t, a in tags if t == "img"]
+    assert len(images) == len(names), (
+        f"{chapter}: {len(images)} images on the page for {len(names)} figures in the source "
+        f"(a figure shown twice, or one missing): {images}")
     page = HTML / f"{chapter}.html"
-    images = [a.get("src", "") for t, a in _tags(dom) if t == "img"]
-    figures = [s for s in images if "_images/" in s or s.startswith("data:image")]
-    assert figures, f"{chapter}: no figure image in the rendered page (images: {images})"
-    for src in figures:
+    for src in images:
         if not src.startswith("data:"):
             target = (page.parent / unquote(urlsplit(src).path)).resolve()
             assert target.is_file() and target.stat().st_size > 1000, f"{chapter}: figure {src} is missing or empty"
+    # every figure is a <figure id=name> with its image and "Fig. N" caption, N as the notebooks say
+    numbers = rn.book_index()[chapter].figures
+    for name in names:
+        m = re.search(rf'<figure[^>]*\bid="{re.escape(name)}"[^>]*>(.*?)</figure>', article.group(0), flags=re.S)
+        assert m, f"{chapter}: no <figure id={name!r}>"
+        assert "<img" in m.group(1), f"{chapter}: figure {name} holds no image"
+        caption = re.search(r'class="caption-number">\s*Fig\.\s*(\d+)', m.group(1))
+        assert caption, f"{chapter}: figure {name} has no numbered caption"
+        assert int(caption.group(1)) == numbers[name], (
+            f"{chapter}: {name} is Fig. {caption.group(1)} on the page but Fig. {numbers[name]} in the notebook")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_equation_numbers_match_the_notebooks(chapter):
+    html = (HTML / f"{chapter}.html").read_text(errors="replace")
+    for label, number in rn.book_index()[chapter].equations.items():
+        m = re.search(rf'id="equation-{re.escape(label)}".*?class="eqno">\((\d+)\)', html, flags=re.S)
+        assert m, f"{chapter}: equation {label} has no number on the page"
+        assert int(m.group(1)) == number, (
+            f"{chapter}: {label} is ({m.group(1)}) on the page but Eq. ({number}) in the notebook")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_no_console_errors(chapter):
+    errors = page_probe(f"{chapter}.html")["errors"]
+    assert not errors, f"{chapter}: {len(errors)} script errors in the console: {errors[:5]}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_equations_fit_the_text_column(chapter):
+    bad = page_probe(f"{chapter}.html")["equations"]
+    assert not bad, f"{chapter}: {bad}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_code_fits_the_code_column(chapter):
+    wide = page_probe(f"{chapter}.html")["code"]
+    assert not wide, f"{chapter}: {len(wide)} code blocks scroll sideways, e.g. {wide[0]!r}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_download_serves_the_reader_notebook(chapter):
+    served = HTML / "_sources" / f"{chapter}.ipynb"
+    assert served.exists(), f"{chapter}: the download button's {served.relative_to(HTML)} is missing"
+    assert served.read_bytes() == (ROOT / f"{chapter}.ipynb").read_bytes(), (
+        f"{chapter}: the download button serves another notebook than {chapter}.ipynb")
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

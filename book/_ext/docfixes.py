@@ -8,9 +8,8 @@
    reached through an alias such as ``Params = list``) as ``False`` and writes no page for
    them, yet still lists them in ``_modules/index.html``, a broken link. Those entries are
    dropped just before viewcode collects its pages.
-3. sphinx-thebe (loaded by Jupyter Book) adds its inline configuration script, which declares
-   ``const THEBE_JS_URL``, once more per build phase, so every page ran it twice (a
-   SyntaxError in the console). Each page keeps one copy of every script.
+3. The theme's colour mode defaults to "" when Jupyter Book sets no ``default_mode``, which its
+   script reports as an error in the console; it is set to "auto" (follow the reader's system).
 """
 from __future__ import annotations
 
@@ -57,23 +56,15 @@ def _drop_sourceless(app: Any) -> list:
     return []
 
 
-def _unique_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
-    """Drop repeated entries (same file, same inline body) from the page's scripts."""
-    scripts = context.get("script_files")
-    if not scripts:
-        return
-    seen, unique = set(), []
-    for script in scripts:
-        key = (str(script), getattr(script, "attributes", {}).get("body", ""))
-        if key not in seen:
-            seen.add(key)
-            unique.append(script)
-    scripts[:] = unique
+def _default_mode(app: Any, config: Any) -> None:
+    # pydata-sphinx-theme (under sphinx-book-theme) reads it from html_context
+    if not config.html_context.get("default_mode"):
+        config.html_context["default_mode"] = "auto"
 
 
 def setup(app: Any) -> dict:
     app.setup_extension("sphinx.ext.autodoc")
     app.connect("autodoc-process-docstring", _process_docstring, priority=600)  # after napoleon (500)
     app.connect("html-collect-pages", _drop_sourceless, priority=400)  # before viewcode (500)
-    app.connect("html-page-context", _unique_scripts, priority=900)  # after the theme's additions
+    app.connect("config-inited", _default_mode)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
