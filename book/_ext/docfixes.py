@@ -1,4 +1,4 @@
-"""Two small Sphinx fixes so that the strict book build (-W -n) judges the docstrings' content.
+"""Small Sphinx fixes so that the strict book build (-W -n) judges the docstrings' content.
 
 1. Docstrings are written for readers of the source, so they use ``|x|`` for absolute values.
    In reStructuredText ``|x|`` is a substitution reference, an error when undefined. Outside
@@ -10,6 +10,10 @@
    dropped just before viewcode collects its pages.
 3. The theme's colour mode defaults to "" when Jupyter Book sets no ``default_mode``, which its
    script reports as an error in the console; it is set to "auto" (follow the reader's system).
+4. sphinx-thebe and sphinx-togglebutton add their inline configuration scripts while the
+   documents are read, after the HTML builder copied the registry; Sphinx 7.4 then lists each
+   one twice on every page (``const THEBE_JS_URL`` declared twice is a console error). A page
+   keeps the first of identical scripts.
 """
 from __future__ import annotations
 
@@ -62,9 +66,29 @@ def _default_mode(app: Any, config: Any) -> None:
         config.html_context["default_mode"] = "auto"
 
 
+def _script_key(script: Any) -> tuple:
+    attributes = getattr(script, "attributes", {}) or {}
+    return (getattr(script, "filename", str(script)), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+
+
+def _unique_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set = set()
+    unique = []
+    for script in scripts:
+        key = _script_key(script)
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    scripts[:] = unique
+
+
 def setup(app: Any) -> dict:
     app.setup_extension("sphinx.ext.autodoc")
     app.connect("autodoc-process-docstring", _process_docstring, priority=600)  # after napoleon (500)
     app.connect("html-collect-pages", _drop_sourceless, priority=400)  # before viewcode (500)
     app.connect("config-inited", _default_mode)
+    app.connect("html-page-context", _unique_scripts, priority=900)  # after every theme and extension
     return {"parallel_read_safe": True, "parallel_write_safe": True}
