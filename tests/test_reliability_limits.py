@@ -131,3 +131,33 @@ def test_complex_inputs_are_refused(which):
         call = lambda: dyn.test_outputs(k, np.ones((2, 3), complex), y, np.ones((2, 1)), y, [1.0])  # noqa: E731
     with pytest.raises(TypeError, match="real"):
         call()
+
+
+def test_relu_layer_moments_huge_width_is_prompt_and_right():
+    """E[R] = 1 and E[R²] = 1 + 5/n exactly; a width of 10⁹ returns at once (repeated squaring)."""
+    import time
+
+    from ntknotes.finite_width import relu_layer_moments
+
+    start = time.perf_counter()
+    m = relu_layer_moments(10**9, 4)
+    assert time.perf_counter() - start < 1.0
+    assert m[1] == pytest.approx(1.0, rel=1e-12)
+    assert m[2] == pytest.approx(1 + 5e-9, rel=1e-12)
+    # small widths against a direct enumeration of the sum's distribution by Monte Carlo-free algebra:
+    # width 1: R = 2 ReLU(g)², E[R^k] = 2^k (2k-1)!!/2
+    m1 = relu_layer_moments(1, 3)
+    np.testing.assert_allclose(m1, [1.0, 1.0, 6.0, 60.0], rtol=1e-14)
+    # width 3 by the binomial expansion over how many of the 3 units are active
+    from math import comb
+
+    def exact(n, k):
+        # Σ_j C(n,j) 2^-n E[(2/n Σ_{i≤j} g_i²)^k] with Σ g² ~ χ²_j: E[(χ²_j)^k] = Π_{i<k} (j + 2i)
+        total = 0.0
+        for j in range(n + 1):
+            chi = float(np.prod([j + 2 * i for i in range(k)])) if k else 1.0
+            total += comb(n, j) * 0.5**n * (2.0 / n) ** k * chi
+        return total
+
+    np.testing.assert_allclose(relu_layer_moments(3, 4), [exact(3, k) for k in range(5)], rtol=1e-13)
+    np.testing.assert_allclose(relu_layer_moments(37, 4), [exact(37, k) for k in range(5)], rtol=1e-12)
