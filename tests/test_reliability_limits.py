@@ -161,3 +161,27 @@ def test_relu_layer_moments_huge_width_is_prompt_and_right():
 
     np.testing.assert_allclose(relu_layer_moments(3, 4), [exact(3, k) for k in range(5)], rtol=1e-13)
     np.testing.assert_allclose(relu_layer_moments(37, 4), [exact(37, k) for k in range(5)], rtol=1e-12)
+
+
+def test_deep_limit_refuses_to_compute_in_float32():
+    """With JAX's 64-bit mode off, deep_limit says so instead of classifying in float32."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import jax; jax.config.update('jax_enable_x64', False)\n"
+        "from ntknotes import deep_limit\n"
+        "jax.config.update('jax_enable_x64', False)\n"
+        "for call in (lambda: deep_limit.limit_case('relu'), lambda: deep_limit.deep_kernel_profile([0.5], 3, 'relu')):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except RuntimeError as err:\n"
+        "        assert 'jax_enable_x64' in str(err), err\n"
+        "    else:\n"
+        "        raise SystemExit('no error in float32 mode')\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "NTKNOTES_X64": "0", "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
