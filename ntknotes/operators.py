@@ -84,25 +84,35 @@ def fc_kernel(kind: str = "ntk", *, depth: int, dtype=None, **kwargs) -> KernelF
 def conv_kernel(kind: str = "ntk", *, depth: int, pooling: str = "gap", dtype=None, **kwargs) -> KernelFn:
     """Kernel function ``(x1 (n1, H, W, C), x2 (n2, H, W, C)) -> (n1, n2)`` of a 3×3 CNN.
 
-    A thin adapter over :func:`ntknotes.conv.conv_kernels` with ``backend="xla"`` (the Numba
-    backend runs outside JAX and cannot be traced); other keyword arguments pass through.
+    A thin adapter over :func:`ntknotes.conv.conv_kernels` (other keyword arguments, e.g.
+    ``backend``, pass through).  ``conv_kernels`` runs partly outside JAX (argument checks, the
+    Numba CPU backend), so each tile is computed on the host through :func:`jax.pure_callback`:
+    traceable, usable inside the operator's compiled schedule, but on a GPU the tiles come back
+    through host memory.
 
     Args:
       kind: ``"ntk"`` or ``"nngp"``.
       depth: number of convolution layers.
       pooling: ``"gap"`` or ``"flatten"``.
-      dtype: float dtype of the tiles.
+      dtype: float dtype of the tiles (default: the package default).
     """
     check_choice(kind, "kind", KINDS)
     check_choice(pooling, "pooling", ("gap", "flatten"))
+    from . import precision
     from .conv import conv_kernels
 
-    def kernel_fn(x1: Array, x2: Array) -> Array:
-        n = max(int(x1.shape[0]), int(x2.shape[0]), 1)
-        ck = conv_kernels(x1, x2, depths=depth, gap=pooling == "gap", block_size=n, dtype=dtype,
-                          backend="xla", **kwargs)
+    out_dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
+
+    def host(x1, x2):
+        n = max(x1.shape[0], x2.shape[0], 1)
+        ck = conv_kernels(np.asarray(x1), np.asarray(x2), depths=depth, gap=pooling == "gap", block_size=n,
+                          dtype=out_dtype, **kwargs)
         pair = ck.get(pooling, depth)
-        return pair.ntk if kind == "ntk" else pair.nngp
+        return np.asarray(pair.ntk if kind == "ntk" else pair.nngp, out_dtype)
+
+    def kernel_fn(x1: Array, x2: Array) -> Array:
+        shape = jax.ShapeDtypeStruct((x1.shape[0], x2.shape[0]), out_dtype)
+        return jax.pure_callback(host, shape, x1, x2)
 
     kernel_fn.__name__ = f"conv_{pooling}_{kind}_depth{depth}"
     return kernel_fn
