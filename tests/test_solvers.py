@@ -6,7 +6,6 @@ LU solve (np.linalg.solve) of the formed system (CG solutions), and exact arithm
 """
 from __future__ import annotations
 
-import warnings
 
 import jax
 import jax.numpy as jnp
