@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import precision  # noqa: F401  (float64)
+from . import precision
 from ._checks import check_choice, check_matrix, check_positive, check_positive_int, check_same_features
 from .activations import Activation, get_activation
 from .linalg import solve_psd
@@ -94,6 +94,16 @@ class LimitCase:
     case: str
 
 
+def _require_x64(where: str) -> None:
+    """Raise unless JAX's float64 mode is on: depths of 10⁵ and the case rules need float64."""
+    if not precision.x64_enabled():
+        raise RuntimeError(
+            f"{where} computes in float64, but JAX's 64-bit mode is off, so its arrays would be float32 "
+            "(and, e.g., ReLU's B = 1 would round to a wrong case). Turn it on first: "
+            "jax.config.update('jax_enable_x64', True)"
+        )
+
+
 def limit_case(activation: "str | Activation", *, tol: float = 1e-8) -> LimitCase:
     """A, A', B, α and the deep-limit case of an activation (normalized first).
 
@@ -106,6 +116,7 @@ def limit_case(activation: "str | Activation", *, tol: float = 1e-8) -> LimitCas
       activation: an :class:`~ntknotes.activations.Activation` or a registered name.
       tol: |A| and |A'| at most ``tol`` count as zero; |B − 1| ≤ tol counts as B = 1.
     """
+    _require_x64("limit_case")
     act = get_activation(activation).normalized()
     tol = check_positive(tol, "tol")
     a, ap, b = float(act.A), float(act.A_prime), float(act.B)
@@ -242,6 +253,7 @@ def unit_dual(activation: "str | Activation", *, n_terms: int = 96, tol: float =
       n_terms: Hermite coefficients used when no closed form exists.
       tol: coefficients with |a_k| ≤ tol count as zero (this fixes ``order``).
     """
+    _require_x64("unit_dual")
     act = get_activation(activation)
     return _unit_dual(act, check_positive_int(n_terms, "n_terms"), check_positive(tol, "tol"))
 
@@ -331,6 +343,7 @@ def deep_kernel_profile(
     Returns:
       :class:`DeepKernels` with arrays of shape (len(depths),) + rho.shape.
     """
+    _require_x64("deep_kernel_profile")
     check_choice(kind, "kind", ("both", "nngp"))
     dual = activation if isinstance(activation, UnitDual) else unit_dual(activation)
     d = _check_depths(depths)
@@ -458,6 +471,7 @@ def kernel_table(
 
     The default range covers 7e-13 ≤ ρ ≤ 1 − 1e-12; ρ outside it takes the end values.
     """
+    _require_x64("kernel_table")
     n_grid = check_positive_int(n_grid, "n_grid")
     lo, hi = float(tau_range[0]), float(tau_range[1])
     if not lo < hi:

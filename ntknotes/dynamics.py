@@ -79,18 +79,42 @@ class LabelProjections(NamedTuple):
 # validation
 # ----------------------------------------------------------------------------
 def _eig(kernel: KernelLike, name: str) -> Eigh:
-    """Eigendecomposition of a kernel given as a matrix or as a precomputed Eigh."""
+    """Eigendecomposition of a kernel given as a matrix or as a precomputed Eigh.
+
+    Raises ValueError unless the kernel is positive semi-definite up to rounding: an eigenvalue
+    below −tol, with tol = 1e3·N·eps·max|λ| (the same threshold below which the t = ∞ limits
+    treat an eigenvalue as zero), means the matrix is not a kernel and the dynamics it would
+    define grow instead of decaying.
+    """
     if isinstance(kernel, Eigh):
-        return kernel
-    if not hasattr(kernel, "shape"):
+        eig = kernel
+    elif not hasattr(kernel, "shape"):
         raise TypeError(f"{name} must be an (N, N) array or an ntknotes.linalg.Eigh, got {type(kernel).__name__}")
-    return eigh_psd(kernel, name)
+    else:
+        if np.dtype(getattr(kernel, "dtype", np.float64)).kind == "c":
+            raise TypeError(f"{name} must be real, got dtype {kernel.dtype}")
+        eig = eigh_psd(kernel, name)
+    w = jnp.asarray(eig.values)
+    if w.ndim != 1 or w.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one eigenvalue, got eigenvalues of shape {w.shape}")
+    check_finite(w, f"eigenvalues of {name}")
+    tol = _pinv_tol(w, None)
+    wmin = float(jnp.min(w))
+    if wmin < -tol:
+        scale = float(jnp.max(jnp.abs(w)))
+        raise ValueError(
+            f"{name} is not positive semi-definite: its smallest eigenvalue is {wmin:.3g} "
+            f"({wmin / scale:.3g} relative to the largest |λ| = {scale:.3g}); a kernel matrix has λ ≥ 0"
+        )
+    return eig
 
 
 def _targets(y: Any, n: int, name: str) -> Array:
     """Return y as (n, k), raising on a wrong number of rows or non-finite entries."""
     if not hasattr(y, "shape"):
         raise TypeError(f"{name} must be an array of shape (N,) or (N, k), got {type(y).__name__}")
+    if np.dtype(y.dtype).kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
     y = jnp.asarray(y)
     if y.ndim == 1:
         y = y[:, None]
@@ -106,6 +130,8 @@ def _cross(k: Any, n: int, name: str) -> Array:
         raise TypeError(f"{name} must be an (M, {n}) array, got {type(k).__name__}")
     if len(k.shape) != 2 or k.shape[1] != n:
         raise ValueError(f"{name} must have shape (M, {n}) (new points × training points), got {tuple(k.shape)}")
+    if np.dtype(k.dtype).kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {k.dtype}")
     check_finite(k, name)
     return jnp.asarray(k)
 
@@ -159,16 +185,26 @@ def _pinv_tol(w: Array, rcond: Optional[float]) -> float:
 # ----------------------------------------------------------------------------
 # spectral filters
 # ----------------------------------------------------------------------------
-def decay_factors(eigenvalues: Any, times: Any, *, lr: Optional[float] = None) -> Array:
+def decay_factors(
+    eigenvalues: Any, times: Any, *, lr: Optional[float] = None, rcond: Optional[float] = None
+) -> Array:
     """The residual filter on each eigen-direction: e^{−λt} (gradient flow) or (1 − ηλ)^k (GD).
 
     Args:
       eigenvalues: (N,) kernel eigenvalues λ_i (tiny negative rounding errors are read as 0).
-      times: (T,) times t ≥ 0, or step counts k when ``lr`` is given; ``np.inf`` gives 0 (the
-        converged limit; for GD only allowed when η λ_max < 2).
+      times: (T,) times t ≥ 0, or step counts k when ``lr`` is given. ``np.inf`` gives the
+        t → ∞ limit: 0 on directions with λ > rcond·λ_max and 1 on the null space (λ at or
+        below that threshold), which the dynamics never move; for GD the limit exists only
+        when η λ_max < 2.
       lr: step size η of gradient descent, or ``None`` for gradient flow.
+      rcond: relative threshold below which an eigenvalue counts as zero at t = ∞ (default
+        1e3·N·machine epsilon, as in :func:`inverse_filter`).
     Returns:
       (T, N) array of filter values.
+
+    Example:
+      >>> decay_factors(jnp.array([0.0, 1.0]), [0.0, 1.0, np.inf]).tolist()  # doctest: +SKIP
+      [[1.0, 1.0], [1.0, 0.3678...], [1.0, 0.0]]
     """
     lr = _lr(lr)
     t = _times(times, lr)
@@ -186,7 +222,8 @@ def decay_factors(eigenvalues: Any, times: Any, *, lr: Optional[float] = None) -
                 "the t = inf limit does not exist"
             )
         out = _int_power(1.0 - lr * w[None, :], tf)
-    return jnp.where(inf, 0.0, out)
+    null = (w <= _pinv_tol(w, rcond))[None, :]
+    return jnp.where(inf, jnp.where(null, 1.0, 0.0), out)
 
 
 def inverse_filter(eigenvalues: Any, times: Any, *, lr: Optional[float] = None, rcond: Optional[float] = None) -> Array:
@@ -207,7 +244,7 @@ def inverse_filter(eigenvalues: Any, times: Any, *, lr: Optional[float] = None, 
     lr = _lr(lr)
     t = _times(times, lr)
     w = jnp.maximum(jnp.asarray(eigenvalues), 0.0)
-    decay_factors(w, t, lr=lr)  # validates (and rejects a divergent t = inf for GD)
+    decay_factors(w, t, lr=lr, rcond=rcond)  # validates (and rejects a divergent t = inf for GD)
     tol = _pinv_tol(w, rcond)
     tf = jnp.asarray(np.where(np.isfinite(t), t, 0.0))[:, None]
     pos = w > 0
@@ -241,7 +278,9 @@ def _apply_filter(eig: Eigh, filt: Array, r: Array) -> Array:
 # ----------------------------------------------------------------------------
 # function space
 # ----------------------------------------------------------------------------
-def residuals(ntk_train_train: KernelLike, residual0: Any, times: Any, *, lr: Optional[float] = None) -> Array:
+def residuals(
+    ntk_train_train: KernelLike, residual0: Any, times: Any, *, lr: Optional[float] = None, rcond: Optional[float] = None
+) -> Array:
     """Training residuals u_t − y = e^{−Θt}(u_0 − y) (or (I − ηΘ)^k (u_0 − y)).
 
     Args:
@@ -249,21 +288,35 @@ def residuals(ntk_train_train: KernelLike, residual0: Any, times: Any, *, lr: Op
       residual0: (N,) or (N, k) initial residual u_0 − y.
       times: (T,) times (step counts with ``lr``).
       lr: GD step size, or ``None`` for gradient flow.
+      rcond: eigenvalues at or below ``rcond·λ_max`` count as zero at t = ∞ (default
+        1e3·N·eps): the part of the residual in that null space stays (see :func:`decay_factors`).
     Returns:
       (T, N, k) residuals.
+    Raises:
+      ValueError if the kernel is not positive semi-definite (an eigenvalue below −1e3·N·eps·max|λ|),
+      TypeError for complex inputs.
     """
     eig = _eig(ntk_train_train, "ntk_train_train")
     r0 = _targets(residual0, eig.values.shape[0], "residual0")
-    return _apply_filter(eig, decay_factors(eig.values, times, lr=lr), r0)
+    return _apply_filter(eig, decay_factors(eig.values, times, lr=lr, rcond=rcond), r0)
 
 
 def train_outputs(
-    ntk_train_train: KernelLike, f0_train: Any, y_train: Any, times: Any, *, lr: Optional[float] = None
+    ntk_train_train: KernelLike,
+    f0_train: Any,
+    y_train: Any,
+    times: Any,
+    *,
+    lr: Optional[float] = None,
+    rcond: Optional[float] = None,
 ) -> Array:
-    """Outputs on the training set, u_t = y + e^{−Θt}(u_0 − y): shape (T, N, k)."""
+    """Outputs on the training set, u_t = y + e^{−Θt}(u_0 − y): shape (T, N, k).
+
+    At t = ∞ with a singular kernel the outputs keep u_0 − y's null-space part (see :func:`residuals`).
+    """
     eig = _eig(ntk_train_train, "ntk_train_train")
     f0, y = _outputs_and_targets(f0_train, y_train, eig.values.shape[0])
-    return y[None] + residuals(eig, f0 - y, times, lr=lr)
+    return y[None] + residuals(eig, f0 - y, times, lr=lr, rcond=rcond)
 
 
 def test_outputs(
@@ -299,12 +352,23 @@ def test_outputs(
     return f0t[None] - jnp.einsum("mn,tnk->tmk", kx, coef)
 
 
-def loss(ntk_train_train: KernelLike, f0_train: Any, y_train: Any, times: Any, *, lr: Optional[float] = None) -> Array:
-    """Training loss L_t = ½‖u_t − y‖² = ½ Σ_i filter_i(t)² ‖v_iᵀ(u_0 − y)‖²: shape (T,)."""
+def loss(
+    ntk_train_train: KernelLike,
+    f0_train: Any,
+    y_train: Any,
+    times: Any,
+    *,
+    lr: Optional[float] = None,
+    rcond: Optional[float] = None,
+) -> Array:
+    """Training loss L_t = ½‖u_t − y‖² = ½ Σ_i filter_i(t)² ‖v_iᵀ(u_0 − y)‖²: shape (T,).
+
+    At t = ∞ the loss is ½ of the squared null-space part of u_0 − y (0 for a full-rank kernel).
+    """
     eig = _eig(ntk_train_train, "ntk_train_train")
     f0, y = _outputs_and_targets(f0_train, y_train, eig.values.shape[0])
     proj = jnp.sum((eig.vectors.T @ (f0 - y)) ** 2, axis=1)
-    return projected_loss(eig.values, proj, times, lr=lr)
+    return projected_loss(eig.values, proj, times, lr=lr, rcond=rcond)
 
 
 def loss_bound(ntk_train_train: KernelLike, loss0: float, times: Any, *, lr: Optional[float] = None) -> Array:
@@ -336,19 +400,32 @@ def label_projections(ntk_train_train: KernelLike, y_train: Any) -> LabelProject
     return LabelProjections(eig.values[::-1], proj[::-1])
 
 
-def projected_loss(eigenvalues: Any, projections: Any, times: Any, *, lr: Optional[float] = None) -> Array:
+def projected_loss(
+    eigenvalues: Any, projections: Any, times: Any, *, lr: Optional[float] = None, rcond: Optional[float] = None
+) -> Array:
     """½ Σ_i filter_i(t)² p_i for eigenvalues λ_i (N,) and projections p_i (N,): shape (T,)."""
     w = jnp.asarray(eigenvalues)
     p = jnp.asarray(projections)
     if w.ndim != 1 or p.shape != w.shape:
         raise ValueError(f"eigenvalues and projections must be 1-D of equal length, got {w.shape} and {p.shape}")
-    return 0.5 * decay_factors(w, times, lr=lr) ** 2 @ p
+    return 0.5 * decay_factors(w, times, lr=lr, rcond=rcond) ** 2 @ p
 
 
 def critical_lr(ntk_train_train: KernelLike) -> float:
-    """The largest stable GD step 2/λ_max: (1 − ηλ)^k converges on every direction iff η < 2/λ_max."""
+    """The largest stable GD step 2/λ_max: (1 − ηλ)^k converges on every direction iff η < 2/λ_max.
+
+    Raises:
+      ValueError for a kernel that is not positive semi-definite, or that is zero (every step is
+      then stable and nothing is learned, so there is no critical step).
+    """
     eig = _eig(ntk_train_train, "ntk_train_train")
-    return float(2.0 / jnp.max(eig.values))
+    lam_max = float(jnp.max(eig.values))
+    if not lam_max > 0:
+        raise ValueError(
+            "ntk_train_train is zero (largest eigenvalue 0): gradient descent does not move the outputs "
+            "at any step size, so there is no critical learning rate"
+        )
+    return 2.0 / lam_max
 
 
 # ----------------------------------------------------------------------------

@@ -19,6 +19,12 @@ The solves never form an inverse: ``method="eigh"`` goes through :func:`ntknotes
 (eigendecomposition, singular systems raise :class:`~ntknotes.linalg.SingularKernelError`) and
 ``method="cholesky"`` uses a Cholesky factorization (about 25 times cheaper for large N) with an
 optional jitter that is reported back in :class:`KernelSolve`.
+
+Past one machine's N³ (and N² of memory), :func:`solve_operator` solves the same system from a
+matrix-free :class:`~ntknotes.operators.KernelOperator` by preconditioned conjugate gradients
+(:mod:`ntknotes.solvers`), sharded over the devices of a mesh, and :func:`kernel_regression_operator`
+predicts with K(X*, X) α evaluated tile by tile; for small N the same call forms the kernel and
+uses :func:`solve_kernel` (``method="direct"``, chosen by ``"auto"`` up to ``direct_max`` points).
 """
 from __future__ import annotations
 
@@ -26,9 +32,13 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import sys
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
-from ._checks import check_choice, check_finite, check_nonnegative
+from ._checks import check_choice, check_finite, check_nonnegative, check_positive_int
 from .linalg import SingularKernelError, check_square_symmetric, solve_psd
 
 __all__ = [
@@ -38,6 +48,9 @@ __all__ = [
     "kernel_regression",
     "predict_classes",
     "accuracy",
+    "OperatorSolve",
+    "solve_operator",
+    "kernel_regression_operator",
 ]
 
 Array = jax.Array
@@ -180,3 +193,141 @@ def accuracy(predictions: Array, labels: Array) -> float:
     if pred.shape != labels.shape:
         raise ValueError(f"{pred.shape[0]} predictions but {labels.shape[0]} labels")
     return float(np.mean(pred == labels))
+
+
+@dataclass
+class OperatorSolve:
+    """Coefficients α = (K + λI)⁻¹ Y from a kernel operator, and how they were obtained.
+
+    Attributes:
+      weights: α, shape of Y, (N,) or (N, m).
+      ridge: λ.
+      method: ``"direct"`` (kernel formed, :func:`solve_kernel`) or ``"cg"``.
+      iterations: CG iterations (0 for direct).
+      residual: achieved relative residual max_columns ‖(K + λI)α − Y‖/‖Y‖ (CG's recursive
+        residual; for direct, computed from the formed kernel).
+      converged: CG reached ``tol`` (always True for direct).
+      rank: rank of the Nyström preconditioner (0: none).
+      seconds: wall time (preconditioner and solve).
+      estimate: the cost estimate taken before the solve (dict from
+        :meth:`~ntknotes.operators.KernelOperator.estimate`), or None.
+      cg: the :class:`~ntknotes.solvers.CGResult` (None for direct).
+    """
+
+    weights: Array
+    ridge: float
+    method: str
+    iterations: int
+    residual: float
+    converged: bool
+    rank: int
+    seconds: float
+    estimate: Optional[dict] = None
+    cg: Any = None
+
+
+def solve_operator(
+    op,
+    y_train: Array,
+    *,
+    ridge: float = 0.0,
+    method: str = "auto",
+    tol: float = 1e-8,
+    max_iter: Optional[int] = None,
+    rank: Optional[int] = None,
+    key: Optional[Array] = None,
+    preconditioner: str = "rpcholesky",
+    direct_max: int = 4096,
+    direct_method: str = "eigh",
+    on_failure: str = "warn",
+    progress: bool = False,
+    verbose: bool = False,
+) -> OperatorSolve:
+    """Kernel regression coefficients α = (K + λI)⁻¹ Y without storing K (for large N).
+
+    Args:
+      op: a :class:`~ntknotes.operators.KernelOperator` on the training inputs.
+      y_train: (N,) or (N, m) targets.
+      ridge: λ >= 0 (0: ridgeless, needs a strictly positive definite kernel).
+      method: ``"cg"`` (matrix-free preconditioned CG), ``"direct"`` (form K tile by tile and
+        call :func:`solve_kernel`), or ``"auto"``: direct when N <= ``direct_max``.
+      tol: CG's relative-residual tolerance (> 0).
+      max_iter: CG's iteration budget (default: N).
+      rank: Nyström preconditioner rank (default min(N, max(100, ⌈√N⌉·4)); 0 for plain CG).
+      key: PRNG key for the preconditioner's landmarks (required when rank > 0).
+      preconditioner: ``"rpcholesky"`` or ``"uniform"`` landmarks (see
+        :class:`~ntknotes.solvers.NystromPreconditioner`).
+      direct_max, direct_method: the stored-kernel path's threshold and :func:`solve_kernel` method.
+      on_failure: ``"warn"`` or ``"raise"`` when CG runs out of iterations.
+      progress: tqdm bar over CG iterations.
+      verbose: print the estimated time and memory (timed from one product) before solving.
+    Returns:
+      :class:`OperatorSolve`.
+    Raises:
+      ValueError for bad arguments; :class:`~ntknotes.solvers.NotPositiveDefiniteError`
+      when CG meets negative curvature; :class:`~ntknotes.linalg.SingularKernelError` on the
+      direct path.
+
+    Example::
+
+        op = KernelOperator(fc_kernel("ntk", depth=3), x_train)
+        sol = solve_operator(op, y_train, ridge=1e-3, tol=1e-6, key=jax.random.PRNGKey(0))
+        f = kernel_regression_operator(op, sol.weights, x_test)     # (M, m)
+    """
+    import time
+
+    from . import solvers
+
+    ridge = check_nonnegative(ridge, "ridge")
+    check_choice(method, "method", ("auto", "cg", "direct"))
+    direct_max = check_positive_int(direct_max, "direct_max")
+    y = jnp.asarray(y_train)
+    if y.ndim not in (1, 2) or y.shape[0] != op.n:
+        raise ValueError(f"y_train must have shape (N,) or (N, m) with N = {op.n} (the operator's size), got {y.shape}")
+    check_finite(y, "y_train")
+    t0 = time.perf_counter()
+    if method == "direct" or (method == "auto" and op.n <= direct_max):
+        k = op.dense()
+        sol = solve_kernel(k, y, ridge=ridge, method=direct_method)
+        w = sol.weights
+        res = jnp.linalg.norm(k @ w + ridge * w - y, axis=0) / jnp.maximum(jnp.linalg.norm(y, axis=0), 1e-300)
+        return OperatorSolve(w, ridge, "direct", 0, float(jnp.max(res)), True, 0, time.perf_counter() - t0)
+    if tol <= 0 or not np.isfinite(tol):
+        raise ValueError(f"tol must be a finite number > 0, got {tol}")
+    max_iter = op.n if max_iter is None else check_positive_int(max_iter, "max_iter")
+    if rank is None:
+        rank = min(op.n, max(100, 4 * int(np.ceil(np.sqrt(op.n)))))
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
+        raise ValueError(f"rank must be an integer >= 0, got {rank!r}")
+    if rank > 0 and key is None:
+        raise ValueError("key (a PRNG key for the preconditioner's landmarks) is required when rank > 0")
+    k_cols = 1 if y.ndim == 1 else int(y.shape[1])
+    est = None
+    if verbose:
+        est = op.estimate(k_cols, rank=int(rank))
+        per = est["matvec_seconds"]
+        cols_s = per * rank / max(op.n, 1)
+        print(
+            f"kernel solve: N={op.n:,}, {k_cols} right-hand sides, {est['tiles']:,} tiles of {op.tile}² on "
+            f"{op.num_devices} device(s); one product {per:.3g} s; preconditioner (rank {rank}) ~{cols_s:.3g} s; "
+            f"at most {max_iter} iterations ~{per * max_iter / 60:.3g} min; memory ~{est['bytes'] / 2**30:.2f} GiB",
+            file=sys.stderr,
+            flush=True,
+        )
+    pc = None
+    if rank > 0:
+        pc = solvers.NystromPreconditioner.from_operator(op, int(rank), ridge=ridge, key=key, method=preconditioner)
+    cg = solvers.conjugate_gradient(
+        op, y, tol=tol, max_iter=max_iter, ridge=ridge, preconditioner=pc, on_failure=on_failure, progress=progress
+    )
+    return OperatorSolve(
+        cg.solution, ridge, "cg", cg.iterations, cg.residual, cg.converged, 0 if pc is None else pc.rank,
+        time.perf_counter() - t0, est, cg,
+    )
+
+
+def kernel_regression_operator(op, weights: Array, x_test: Array) -> Array:
+    """Predictions K(x_test, X) α, tile by tile: x_test (M, ...), α (N,) or (N, m) → (M,) or (M, m)."""
+    if isinstance(weights, OperatorSolve):
+        weights = weights.weights
+    return op.cross_matvec(x_test, jnp.asarray(weights))

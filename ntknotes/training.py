@@ -270,12 +270,43 @@ def _get_run(apply: ApplyFn, cfg: _Config, track: Callable) -> Callable:
         return jax.jit(_make_run(apply, cfg, track))
 
 
+_TRACER_ERRORS = (
+    jax.errors.TracerArrayConversionError,
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
+
+
 def _check_apply(apply: Any, params: Any, x: Array, y: Array) -> None:
+    """Trace ``apply(params, x)`` once (no FLOPs) and explain what is wrong if it cannot be trained.
+
+    Raises TypeError when apply is not callable or not JAX-traceable (NumPy or ``float()`` on a
+    traced value), ValueError when it fails on these params and inputs or returns anything but
+    (N,) or (N, k) outputs matching ``y``.
+    """
     if not callable(apply):
         raise TypeError(f"apply must be callable as apply(params, x), got {type(apply).__name__}")
-    out = jax.eval_shape(lambda p: _as_2d(apply(p, x)), params)
-    if out.shape != y.shape:
-        raise ValueError(f"targets y must match the network outputs {out.shape}, got {tuple(y.shape)}")
+    try:
+        raw = jax.eval_shape(apply, params, x)
+    except _TRACER_ERRORS as err:
+        raise TypeError(
+            "apply must be JAX-traceable: it converted a traced value to NumPy or a Python number "
+            "(np.asarray, float(), int() or an if on an array inside apply); use jax.numpy and jnp.where "
+            f"instead. JAX said: {str(err).splitlines()[0]}"
+        ) from err
+    except Exception as err:  # the params do not fit the inputs (KeyError, shape errors, ...)
+        shapes = jax.tree_util.tree_map(lambda a: tuple(getattr(a, "shape", ())), params)
+        raise ValueError(
+            f"apply(params, x) failed for x of shape {tuple(x.shape)} and params with leaf shapes {shapes}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    if not hasattr(raw, "shape") or raw.ndim not in (1, 2) or raw.shape[0] != x.shape[0]:
+        got = getattr(raw, "shape", type(raw).__name__)
+        raise ValueError(f"apply(params, x) must return outputs of shape (N,) or (N, k) with N = {x.shape[0]}, got {got}")
+    out_shape = (raw.shape[0], 1) if raw.ndim == 1 else tuple(raw.shape)
+    if out_shape != tuple(y.shape):
+        raise ValueError(f"targets y must match the network outputs {out_shape}, got {tuple(y.shape)}")
 
 
 def _divergence(losses: np.ndarray, rec: np.ndarray, lr: float, raise_on_divergence: bool) -> bool:

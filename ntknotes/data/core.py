@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import numpy as np
 
-from .._checks import check_choice, check_positive_int
+from .._checks import check_choice, check_finite, check_positive_int
 
-__all__ = ["Dataset", "encode_targets", "normalize_inputs", "train_test_split"]
+__all__ = ["Dataset", "check_labels", "encode_targets", "normalize_inputs", "train_test_split"]
 
 TARGETS = ("onehot", "onehot_centered", "pm1", "labels")
 NORMALIZATIONS = ("sphere", "standardize", "unit", "none")
@@ -57,6 +57,34 @@ class Dataset:
         return x.reshape((x.shape[0],) + tuple(self.image_shape))
 
 
+def check_labels(labels: Any, n_classes: int, name: str = "labels") -> np.ndarray:
+    """Return ``labels`` as a 1-D int64 array after checking they are integers in [0, n_classes).
+
+    Raises:
+      TypeError for non-integer labels (floats with fractions, strings), ValueError for a wrong
+      shape, an empty array, or a label outside the class range (naming the first one found).
+    """
+    n_classes = check_positive_int(n_classes, "n_classes")
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of class indices, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty; at least one labelled point is needed")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise TypeError(f"{name} must be integer class indices, got non-integer values such as {arr[arr != np.round(arr)][:3]}")
+    elif arr.dtype.kind not in "iub":
+        raise TypeError(f"{name} must be integer class indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = (arr < 0) | (arr >= n_classes)
+    if np.any(bad):
+        raise ValueError(
+            f"{name} must lie in [0, {n_classes}) for {n_classes} classes; "
+            f"found {int(bad.sum())} outside, e.g. {int(arr[bad][0])} at index {int(np.flatnonzero(bad)[0])}"
+        )
+    return arr
+
+
 def encode_targets(labels: np.ndarray, n_classes: int, targets: str) -> np.ndarray:
     """Encode integer labels as (N, k) float targets.
 
@@ -64,7 +92,7 @@ def encode_targets(labels: np.ndarray, n_classes: int, targets: str) -> np.ndarr
     ``"pm1"``: +1/−1 for two classes (class 1 is +1), shape (N, 1); ``"labels"``: the integers, (N, 1).
     """
     check_choice(targets, "targets", TARGETS)
-    labels = np.asarray(labels)
+    labels = check_labels(labels, n_classes)
     if targets == "labels":
         return labels.astype(np.float64)[:, None]
     if targets == "pm1":
@@ -84,6 +112,10 @@ def normalize_inputs(x_train: np.ndarray, x_test: np.ndarray, how: str) -> tuple
     check_choice(how, "normalize", NORMALIZATIONS)
     x_train = np.asarray(x_train, dtype=np.float64)
     x_test = np.asarray(x_test, dtype=np.float64)
+    for arr, name in ((x_train, "x_train"), (x_test, "x_test")):
+        if arr.ndim != 2 or arr.shape[0] == 0:
+            raise ValueError(f"{name} must be a non-empty (N, d) array, got shape {arr.shape}")
+        check_finite(arr, name)
     if how == "none":
         return x_train, x_test
     if how == "standardize":

@@ -17,6 +17,7 @@ import pickle
 import struct
 import tarfile
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Optional, Union
 
@@ -24,7 +25,7 @@ import jax
 import numpy as np
 
 from .._checks import check_positive_int
-from .core import Dataset, encode_targets, normalize_inputs
+from .core import Dataset, check_labels, encode_targets, normalize_inputs
 
 __all__ = ["read_idx", "write_idx", "load_mnist", "read_cifar10_batch", "load_cifar10"]
 
@@ -41,24 +42,59 @@ _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dty
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
+def _read_bytes(path: Path, what: str) -> bytes:
+    """The bytes of ``path``, gunzipped when its name ends in ``.gz``; a ValueError naming the file
+    when it is missing, empty, not gzip despite its name, or a truncated gzip stream."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read()
+        else:
+            raw = path.read_bytes()
+    except gzip.BadGzipFile as err:
+        raise ValueError(f"{path} is named .gz but is not a gzip file ({err})") from err
+    except (EOFError, zlib.error) as err:
+        raise ValueError(f"{path} is a truncated or corrupt gzip file ({err})") from err
+    if not raw:
+        raise ValueError(f"{path} is empty; expected {what} data")
+    return raw
+
+
 def read_idx(path: PathLike) -> np.ndarray:
     """Read an idx file (the MNIST format; gzipped if the name ends in ``.gz``) into an array.
 
+    Args:
+      path: the file; ``.gz`` names are decompressed.
+    Returns:
+      The array with the shape and dtype the header gives (uint8 images/labels for MNIST).
     Raises:
-      ValueError if the header is not a valid idx header or the payload has the wrong size.
+      ValueError naming the file if it is empty, not gzip despite a ``.gz`` name, a truncated gzip
+      stream, has a bad magic number, a header cut short, a negative dimension, a payload of the
+      wrong size (truncated or padded), or NaN/infinite values in a floating-point payload.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    raw = _read_bytes(path, "idx")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise ValueError(f"{path} is not an idx file (bad magic number {raw[:4].hex()})")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: the idx header announces {ndim} dimensions but the file ends after {len(raw)} bytes")
     dims = struct.unpack(">" + "i" * ndim, raw[4 : 4 + 4 * ndim])
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{path}: the idx header has a negative dimension {dims}")
     dtype = np.dtype(_IDX_TYPES[raw[2]])
+    payload = len(raw) - 4 - 4 * ndim
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if payload != expected:
+        state = "truncated" if payload < expected else "longer than its header says"
+        raise ValueError(
+            f"{path}: header says shape {dims} ({expected} bytes of {dtype}) but the file holds {payload} bytes ({state})"
+        )
     data = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says shape {dims} but the file holds {data.size} values")
+    if dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise ValueError(f"{path} holds {int(np.sum(~np.isfinite(data)))} NaN or infinite values")
     return data.reshape(dims)
 
 
@@ -148,6 +184,8 @@ def load_mnist(
     xte, lte = read_idx(paths["test_images"]), read_idx(paths["test_labels"])
     if xtr.ndim != 3 or len(xtr) != len(ltr) or xte.ndim != 3 or len(xte) != len(lte):
         raise ValueError(f"MNIST files in {data_dir} have inconsistent shapes: {xtr.shape}, {ltr.shape}, {xte.shape}, {lte.shape}")
+    ltr = check_labels(ltr, 10, f"labels in {paths['train_labels']}")
+    lte = check_labels(lte, 10, f"labels in {paths['test_labels']}")
     k1, k2 = jax.random.split(key)
     itr, ite = _subset(len(xtr), n_train, k1, "training"), _subset(len(xte), n_test, k2, "test")
     h, w = xtr.shape[1:]
@@ -157,12 +195,22 @@ def load_mnist(
 
 def read_cifar10_batch(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch: images (n, 32, 32, 3) uint8 (channels last) and labels (n,)."""
-    with open(path, "rb") as fh:
-        batch = pickle.load(fh, encoding="bytes")
+    path = Path(path)
+    raw = _read_bytes(path, "CIFAR-10 batch")
+    try:
+        batch = pickle.loads(raw, encoding="bytes")  # noqa: S301 (a local dataset file the caller chose)
+    except Exception as err:  # truncated or foreign files raise many types (EOFError, UnpicklingError, ...)
+        raise ValueError(f"{path} is not a readable CIFAR-10 python batch ({type(err).__name__}: {err})") from err
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise ValueError(f"{path} is not a CIFAR-10 python batch (a dict with b'data' and b'labels')")
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
-    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    data = np.asarray(batch[b"data"])
+    if data.dtype != np.uint8:
+        if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+            raise ValueError(f"{path}: the pixel data holds NaN or infinite values")
+        if data.dtype.kind not in "iuf" or data.size and (data.min() < 0 or data.max() > 255 or np.any(data != np.round(data))):
+            raise ValueError(f"{path}: pixels must be integers in 0..255, got dtype {data.dtype}")
+        data = data.astype(np.uint8)
+    labels = check_labels(np.asarray(batch[b"labels"]), 10, f"labels of {path}")
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise ValueError(f"{path}: expected data (n, 3072) and n labels, got {data.shape} and {labels.shape}")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
