@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_choice, check_finite, check_positive_int, check_same_features
+from . import tiling
+from ._checks import check_choice, check_finite, check_key, check_positive_int, check_same_features
 from .networks import MLP, Params
 
 __all__ = ["empirical_ntk", "ntk_vector_product", "mlp_ntk", "mlp_ntk_per_layer", "empirical_nngp"]
@@ -117,32 +118,21 @@ def empirical_ntk(
     bs = check_positive_int(block_size, "block_size")
     jac = jax.jit(lambda p, xb: _flat_jacobian(f, p, xb))
     contract = jax.jit(lambda ja, jb: _reduce(jnp.einsum("iap,jbp->iajb", ja, jb), output))
-    n1, n2 = x1.shape[0], x2.shape[0]
-    starts2 = list(range(0, n2, bs))
-    # keep every column block's Jacobian when they fit in 4 budgets; otherwise recompute per row block
-    keep = n2 * k * n_params <= 4 * _JACOBIAN_BUDGET
-    jac2 = [jac(params, x2[j : j + bs]) for j in starts2] if keep else None
-    rows = []
-    for i in range(0, n1, bs):
-        ja = jac2[i // bs] if (keep and symmetric) else jac(params, x1[i : i + bs])
-        row = []
-        for jj, j in enumerate(starts2):
-            if symmetric and j < i:
-                row.append(None)
-                continue
-            if symmetric and j == i:
-                jb = ja
-            else:
-                jb = jac2[jj] if keep else jac(params, x2[j : j + bs])
-            row.append(contract(ja, jb))
-        rows.append(row)
-    if symmetric:
-        nb = len(rows)
-        for i in range(nb):
-            for j in range(i):
-                blk = rows[j][i]
-                rows[i][j] = jnp.swapaxes(blk, 0, 1) if output == "trace" else jnp.transpose(blk, (1, 0, 3, 2))
-    return jnp.concatenate([jnp.concatenate(r, axis=1) for r in rows], axis=0)
+    n2 = x1.shape[0] if symmetric else x2.shape[0]
+    # keep every column block's Jacobian when they fit in 4 budgets; otherwise recompute per tile
+    (out,) = tiling.pairwise(
+        lambda a, b, same: (contract(a, b),), x1, None if symmetric else x2, block=bs,
+        prepare=lambda xb: jac(params, xb), transpose=_mirror(output), symmetrize=False,
+        keep=n2 * k * n_params <= 4 * _JACOBIAN_BUDGET,
+    )
+    return jnp.asarray(out)
+
+
+def _mirror(output: str):
+    """The transpose of an NTK tile: (b1, b2) -> (b2, b1), or (b1, b2, k, k) -> (b2, b1, k, k) swapping outputs too."""
+    if output == "trace":
+        return lambda t: np.swapaxes(t, 0, 1)
+    return lambda t: np.transpose(t, (1, 0, 3, 2))
 
 
 def ntk_vector_product(apply: ApplyFn, params, x1: Array, x2: Array, v: Array) -> Array:
