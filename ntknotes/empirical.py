@@ -20,7 +20,7 @@ the whole (N1, N2, k, k) tensor.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,16 @@ from . import tiling
 from ._checks import check_choice, check_finite, check_key, check_positive_int, check_same_features
 from .networks import MLP, Params
 
-__all__ = ["empirical_ntk", "ntk_vector_product", "mlp_ntk", "mlp_ntk_per_layer", "empirical_nngp"]
+__all__ = [
+    "empirical_ntk",
+    "ntk_vector_product",
+    "mlp_ntk",
+    "mlp_ntk_per_layer",
+    "empirical_nngp",
+    "stax_ntk",
+    "monte_carlo_kernels",
+    "KernelEstimate",
+]
 
 Array = jax.Array
 ApplyFn = Callable[[object, Array], Array]
@@ -256,3 +265,111 @@ def empirical_nngp(apply: ApplyFn, params, x1: Array, x2: Optional[Array] = None
     a = f(params, x1)
     b = a if x2 is None else f(params, x2)
     return a @ b.T / a.shape[1]
+
+
+# ----------------------------------------------------------------------------
+# stax networks
+# ----------------------------------------------------------------------------
+def stax_ntk(net, params, x1: Array, x2: Optional[Array] = None, *, method: str = "jacobian",
+             output: str = "trace", block_size: Optional[int] = None) -> Array:
+    """The empirical NTK of a :mod:`ntknotes.stax` network with ``params`` (from ``net.init``).
+
+    Args:
+      net: a stax layer or combinator.
+      params: its parameters; x1 (N1, ...), x2 (N2, ...) or ``None`` for x2 = x1.
+      method, output, block_size: as in :func:`empirical_ntk`.
+    Returns:
+      (N1, N2) (``output="trace"``: averaged over outputs) or (N1, N2, k, k).
+
+    Example::
+
+        _, params = net.init(jax.random.PRNGKey(0), x.shape)
+        theta_hat = stax_ntk(net, params, x)
+    """
+    from .stax import Layer
+
+    if not isinstance(net, Layer):
+        raise TypeError(f"net must be an ntknotes.stax layer, got {type(net).__name__}; use empirical_ntk(apply, ...)")
+    return empirical_ntk(net.apply, params, x1, x2, method=method, output=output, block_size=block_size)
+
+
+class KernelEstimate(NamedTuple):
+    """Monte Carlo means over random finite networks and their standard errors, each (N1, N2).
+
+    Attributes:
+      nngp: mean of f(x1) f(x2)ᵀ / k (k outputs): converges to the NNGP kernel as the width grows.
+      ntk: mean of the output-averaged empirical NTK: converges to the NTK.
+      nngp_stderr, ntk_stderr: standard errors of those means (sample s.d. / √n_samples).
+      n_samples: number of networks.
+    """
+
+    nngp: Array
+    ntk: Array
+    nngp_stderr: Array
+    ntk_stderr: Array
+    n_samples: int
+
+
+def monte_carlo_kernels(net, x1: Array, x2: Optional[Array] = None, *, key: Array, n_samples: int,
+                        chunk_size: int = 8, ntk: bool = True, dtype=None) -> KernelEstimate:
+    """Average the output Gram and the empirical NTK over ``n_samples`` networks drawn by ``net.init``.
+
+    The finite width is the one in the description (e.g. ``Dense(1024)``); the averages converge to
+    ``net.kernel(x1, x2)`` as it grows (NNGP: the output covariance at initialization; NTK: the
+    empirical NTK, which also concentrates).  Networks run ``chunk_size`` at a time (``vmap``), each
+    with its full Jacobian on x1 and x2: meant for a few dozen points.
+
+    Args:
+      net: a stax network with vector outputs (N, k).
+      x1: inputs (N1, ...); x2: inputs (N2, ...) or ``None`` for x2 = x1.
+      key: PRNG key; n_samples: number of networks; dtype: parameter dtype.
+      ntk: also estimate the NTK (``False`` skips the Jacobians; the NTK fields are then NaN).
+    Returns:
+      :class:`KernelEstimate` with arrays (N1, N2).
+
+    Example::
+
+        net = stax.serial(stax.Dense(1024), stax.Relu(), stax.Dense(8))
+        est = monte_carlo_kernels(net, x, key=jax.random.PRNGKey(0), n_samples=32)
+        z = (est.ntk - net.kernel(x).ntk) / est.ntk_stderr
+    """
+    from .stax import Layer
+
+    if not isinstance(net, Layer):
+        raise TypeError(f"net must be an ntknotes.stax layer, got {type(net).__name__}")
+    check_key(key)
+    n_samples = check_positive_int(n_samples, "n_samples")
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be at least 2 (for a standard error), got {n_samples}")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    _check_inputs(x1, x2)
+    xb = x1 if x2 is None else x2
+    shape = (-1,) + tuple(x1.shape[1:])
+    out = net.output_shape(shape)
+    if len(out) != 2:
+        raise ValueError(f"monte_carlo_kernels needs a network with vector outputs (N, k); this one outputs {out}")
+
+    symmetric = x2 is None
+
+    def one(k):
+        _, params = net.init(k, shape, dtype)
+        fa = net.apply(params, x1)
+        fb = fa if symmetric else net.apply(params, xb)
+        n_out = fa.shape[1]
+        if not ntk:
+            return fa @ fb.T / n_out, jnp.full((fa.shape[0], fb.shape[0]), jnp.nan, fa.dtype)
+        ja = jax.jacrev(net.apply)(params, x1)
+        jb = ja if symmetric else jax.jacrev(net.apply)(params, xb)
+        terms = jax.tree_util.tree_map(
+            lambda u, v: jnp.einsum("iap,jap->ij", u.reshape(u.shape[:2] + (-1,)), v.reshape(v.shape[:2] + (-1,))), ja, jb
+        )
+        return fa @ fb.T / n_out, sum(jax.tree_util.tree_leaves(terms)) / n_out
+
+    keys = jax.random.split(key, n_samples)
+    nngps, ntks = jax.lax.map(jax.jit(one), keys, batch_size=min(chunk_size, n_samples))
+
+    def mean_se(v):
+        return jnp.mean(v, axis=0), jnp.std(v, axis=0, ddof=1) / jnp.sqrt(n_samples)
+
+    (m1, s1), (m2, s2) = mean_se(nngps), mean_se(ntks)
+    return KernelEstimate(m1, m2, s1, s2, n_samples)
