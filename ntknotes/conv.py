@@ -28,7 +28,7 @@ ever need the diagonal p = p' (an (H, W) array per image pair) while GAP needs t
 array: H·W times the work.
 
 Implementation: :func:`conv_net` builds the :mod:`ntknotes.stax` description of that network
-and :func:`conv_kernels` evaluates it by the fast path of :mod:`ntknotes.stax._cntk`, which keeps
+and :func:`conv_kernels` evaluates it by the fast path of ``ntknotes.stax._cntk``, which keeps
 every layer's readout, so one pass at the largest depth gives the kernels at every smaller depth
 as well, and equals the generic stax layer maps of each depth's description:
 

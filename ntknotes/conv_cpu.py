@@ -20,7 +20,7 @@ Image pairs are processed in tiles of one image x against sixteen images x′ st
 pairs with x's numbers as scalars, and nothing has to be gathered; tiles run in parallel.
 
 :func:`fused_readouts` returns what the XLA tiles give (the flatten and GAP NNGP/NTK of every
-layer) for tiles of image pairs.  :mod:`ntknotes.stax._cntk` imports this module (and so Numba)
+layer) for tiles of image pairs.  ``ntknotes.stax._cntk`` imports this module (and so Numba)
 only when the ``"numba"`` backend runs, the default on CPU for the ReLU family.
 """
 from __future__ import annotations

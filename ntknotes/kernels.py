@@ -23,7 +23,7 @@ grows linearly with the width.  Here σ_b = 0 means a network without biases (as
 
 These functions are thin constructors over :mod:`ntknotes.stax`: :func:`mlp` builds the
 description ``serial(Dense, φ, ..., Dense)`` and its ``kernel`` method evaluates it (by the fused
-recursion of :mod:`ntknotes.stax._fc`, which equals the generic layer maps).  Results are
+recursion of ``ntknotes.stax._fc``, which equals the generic layer maps).  Results are
 (N1, N2) kernels of a scalar output (a network with k outputs has kernel K ⊗ I_k), computed in
 tiles by :func:`ntknotes.tiling.pairwise`; train-train kernels compute only the upper tiles.
 

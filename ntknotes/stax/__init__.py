@@ -1,7 +1,7 @@
 """``ntknotes.stax``: a network described once gives its finite version and its infinite-width kernels.
 
 Layers are small frozen dataclasses; each has ``init(key, input_shape) -> (output_shape, params)``,
-``apply(params, x)`` and a kernel map on a :class:`~ntknotes.stax._state.Kernel` state (the NNGP
+``apply(params, x)`` and a kernel map on a :class:`~ntknotes.stax.state.Kernel` state (the NNGP
 and NTK between two inputs and each input's own variances, with pixel axes for images).  The
 combinators ``serial``, ``parallel``, ``FanOut``, ``FanInSum`` and ``FanInConcat`` build any
 architecture from them; every layer and combinator offers
@@ -29,8 +29,8 @@ Example (a residual MLP)::
 from __future__ import annotations
 
 from .. import activations as _act
-from ._base import Layer
-from ._state import Kernel, KernelPair
+from .base import Layer
+from .state import Kernel, KernelPair
 from . import presets
 from .combinators import FanInConcat, FanInSum, FanOut, Parallel, Serial, parallel, serial
 from .layers import PADDINGS, PARAMETERIZATIONS, AvgPool, Conv, Dense, Elementwise, Flatten, GlobalAvgPool, Identity, LayerNorm
@@ -91,7 +91,7 @@ def Gelu() -> Elementwise:
 
 
 def AbsCentered() -> Elementwise:
-    """|z| − √(2/π) (dual by quadrature)."""
+    """abs(z) − √(2/π) (dual by quadrature)."""
     return Elementwise(_act.abs_centered())
 
 

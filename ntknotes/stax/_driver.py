@@ -11,8 +11,8 @@ import numpy as np
 from .. import precision, tiling
 from .._checks import check_finite, check_positive_int
 from . import _cntk, _fc
-from ._base import _output_shape, is_multi
-from ._state import KernelPair, input_state
+from .base import _output_shape, is_multi
+from .state import KernelPair, input_state
 
 Array = jax.Array
 GETS = ("nngp", "ntk")
@@ -63,7 +63,7 @@ def _evaluate(net, xa: Array, xb: Optional[Array], *, spatial: str, same: bool, 
 
 
 def _mirror(spatial_out: int):
-    """The transpose of a (b1, b2, *S) tile: swap the batch axes, and the pixel halves of a full S."""
+    """The transpose of a (b1, b2, S...) tile: swap the batch axes, and the pixel halves of a full S."""
 
     def transpose(t):
         t = np.swapaxes(t, 0, 1) if isinstance(t, np.ndarray) else jnp.swapaxes(t, 0, 1)
@@ -83,7 +83,7 @@ def generic(net, x1: Array, x2: Optional[Array], *, spatial: str, out_shape: tup
         block = block_size or tiling.tile_edge(per_pair, tiling.DEFAULT_BUDGET * 64, cap=2**16)
         return tiling.rowwise(lambda xb: _evaluate(net, xb, None, spatial=spatial, same=False, want_ntk=want_ntk,
                                                    diagonal=True), x1, block=block)
-    block = block_size or tiling.tile_edge(per_pair)
+    block = block_size or tiling.tile_edge(per_pair, cap=_FC_TILE)
     spatial_out = len(out_shape) - 1 if len(out_shape) > 1 else 0
     if spatial_out and spatial == "full":
         spatial_out = 4
@@ -115,7 +115,7 @@ _FC_TILE = 512  # tiles of the fused FC path: a 512² tile's few arrays stay in 
 
 def kernel(net, x1, x2=None, *, get: Union[str, Sequence[str]] = GETS, diagonal: bool = False,
            block_size: Optional[int] = None, dtype=None, fast: bool = True) -> Union[KernelPair, Array]:
-    """See :meth:`ntknotes.stax.Layer.kernel`; ``fast=False`` forces the generic path."""
+    """See :meth:`ntknotes.stax.base.Layer.kernel`; ``fast=False`` forces the generic path."""
     names = _check_get(get)
     if not isinstance(diagonal, bool):
         raise TypeError(f"diagonal must be True or False, got {diagonal!r}")

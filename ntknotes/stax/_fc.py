@@ -10,7 +10,7 @@ parameterization and one φ throughout, the layer maps of :mod:`ntknotes.stax` f
 with (a_l, b_l) = (σ_w², σ_b²) in the NTK parameterization and (fan_in_l, 1[bias]) in the
 standard one, run as one ``lax.scan`` over layers (unrolled, XLA splits every layer into several
 fusions that recompute the arccos: 6× slower on CPU), and for the ReLU family on correlations with
-per-point √q and 1/√q precomputed.  :func:`ntknotes.stax.Layer.kernel` takes this path when the
+per-point √q and 1/√q precomputed.  :func:`ntknotes.stax.base.Layer.kernel` takes this path when the
 description matches (:func:`match`); it equals the generic path to rounding.
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool):
 
     Args:
       gram: x·x' of each pair, shape S (e.g. (B1, B2)).
-      q1, q2: Σ^l(x, x) and Σ^l(x', x') for l = 1..L+1, shapes (L+1, *S') broadcasting to S.
+      q1, q2: Σ^l(x, x) and Σ^l(x', x') for l = 1..L+1, shapes (L+1, S'...) broadcasting to S.
       same: bool array broadcasting to S, True for pairs of identical points (correlation pinned
         to 1, as in the generic path).
     Returns:

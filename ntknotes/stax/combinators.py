@@ -19,8 +19,8 @@ import jax.numpy as jnp
 
 from .._checks import check_positive_int
 from ..activations import Activation
-from ._base import Layer, Shape, describe, is_multi
-from ._state import Kernel
+from .base import Layer, Shape, describe, is_multi
+from .state import Kernel
 from .layers import Elementwise
 
 __all__ = ["serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "Serial", "Parallel"]
@@ -79,11 +79,71 @@ class Serial(Layer):
         return x
 
     def _kernel(self, k: Any, shape: Shape, where: str) -> Any:
-        for i, layer in enumerate(self.layers):
-            w = _join(where, f"layer {i}")
-            k = layer._kernel(k, shape, w)
-            shape = layer._shape(shape, w)
+        i = 0
+        while i < len(self.layers):
+            period, reps = self._repeats(i, shape)
+            if reps >= 3 and isinstance(k, Kernel):
+                # a block repeated with unchanged shape: apply it once unrolled (its flags settle), then
+                # run the other repetitions in one lax.scan, as the fused MLP recursion does (unrolled,
+                # XLA splits every layer into several loops over the kernel arrays)
+                k, shape = self._kernel_block(k, shape, where, i, period)
+                k = self._scan_block(k, shape, where, i + period, period, reps - 1)
+                i += period * reps
+                continue
+            k, shape = self._kernel_block(k, shape, where, i, 1)
+            i += 1
         return k
+
+    def _kernel_block(self, k: Any, shape: Shape, where: str, start: int, period: int) -> tuple:
+        for j in range(start, start + period):
+            w = _join(where, f"layer {j}")
+            k = self.layers[j]._kernel(k, shape, w)
+            shape = self.layers[j]._shape(shape, w)
+        return k, shape
+
+    def _repeats(self, i: int, shape: Shape) -> tuple[int, int]:
+        """(period p, repetitions r) of the longest run layers[i:i+p] == layers[i+p:i+2p] == ... that
+        maps ``shape`` to itself (p <= 4), or (1, 1)."""
+        best = (1, 1)
+        for p in range(1, 5):
+            block = self.layers[i : i + p]
+            if len(block) < p or is_multi(shape) or block[0] is None:
+                break
+            try:
+                out = shape
+                for j, layer in enumerate(block):
+                    out = layer._shape(out, "")
+            except ValueError:
+                continue
+            if out != shape:
+                continue
+            r = 1
+            while self.layers[i + r * p : i + (r + 1) * p] == block:
+                r += 1
+            if r * p > best[0] * best[1]:
+                best = (p, r)
+        return best
+
+    def _scan_block(self, k: Kernel, shape: Shape, where: str, start: int, period: int, reps: int) -> Kernel:
+        names = ("nngp", "ntk", "cov1", "cov2")
+
+        def body(carry, _):
+            kk, _ = self._kernel_block(k.replace(**dict(zip(names, carry))), shape, where, start, period)
+            if (kk.spatial, kk.gaussian, kk.fresh) != (k.spatial, k.gaussian, k.fresh):
+                raise _Unsettled
+            return tuple(getattr(kk, n) for n in names), None
+
+        try:
+            carry, _ = jax.lax.scan(body, tuple(getattr(k, n) for n in names), None, length=reps)
+        except _Unsettled:  # the block changes the state's flags: stay unrolled
+            for r in range(reps):
+                k, _ = self._kernel_block(k, shape, where, start + r * period, period)
+            return k
+        return k.replace(**dict(zip(names, carry)))
+
+
+class _Unsettled(Exception):
+    """A repeated block changed the kernel state's flags (so it cannot run in a scan)."""
 
 
 def serial(*layers: Any) -> Serial:
@@ -91,7 +151,7 @@ def serial(*layers: Any) -> Serial:
 
     Args:
       layers: stax layers or combinators (an :class:`~ntknotes.activations.Activation` is wrapped
-        in :class:`~ntknotes.stax.Elementwise`).
+        in :class:`~ntknotes.stax.layers.Elementwise`).
     Returns:
       A :class:`Serial` layer whose params are a tuple with one entry per layer.
 

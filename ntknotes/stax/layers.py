@@ -33,8 +33,8 @@ import numpy as np
 from .. import precision
 from .._checks import check_choice, check_key, check_nonnegative, check_positive_int
 from ..activations import Activation, get_activation
-from ._base import Layer, Shape, describe, is_multi
-from ._state import Kernel
+from .base import Layer, Shape, describe, is_multi
+from .state import Kernel
 
 __all__ = [
     "Dense",
@@ -166,7 +166,7 @@ def _draw(key: Array, w_shape: tuple, n_out: int, *, sw: float, sb: Optional[flo
     return params
 
 
-def _scales(params: dict, sw: float, sb: Optional[float], fan_in: int, parameterization: str) -> tuple[float, float]:
+def _scales(sw: float, sb: Optional[float], fan_in: int, parameterization: str) -> tuple[float, float]:
     """(weight factor, bias factor) of the forward pass."""
     if parameterization == "standard":
         return 1.0, 1.0
@@ -216,8 +216,12 @@ class Dense(Layer):
         return _draw(key, (shape[0], self.out_dim), self.out_dim, sw=self.W_std, sb=self.b_std,
                      fan_in=shape[0], parameterization=self.parameterization, dtype=dtype)
 
+    def scales(self, in_shape: tuple) -> tuple[float, float]:
+        """(weight factor, bias factor) of the forward pass for per-example input shape (d,)."""
+        return _scales(self.W_std, self.b_std, in_shape[-1], self.parameterization)
+
     def _apply(self, params: Any, x: Array) -> Array:
-        cw, cb = _scales(params, self.W_std, self.b_std, x.shape[-1], self.parameterization)
+        cw, cb = self.scales(x.shape[1:])
         out = cw * (x @ params["W"])
         return out + cb * params["b"] if "b" in params else out
 
@@ -285,21 +289,29 @@ class Conv(Layer):
         return _draw(key, (fh, fw, shape[2], self.out_channels), self.out_channels, sw=self.W_std, sb=self.b_std,
                      fan_in=self._fan_in(shape), parameterization=self.parameterization, dtype=dtype)
 
-    def _apply(self, params: Any, x: Array) -> Array:
-        # im2col: the fh·fw shifted copies side by side, then one matmul (XLA's CPU convolution is
-        # 10-25x slower inside lax.scan loops such as the trainer's; a matmul keeps its speed)
+    def patches(self, x: Array) -> Array:
+        """im2col: (N, H, W, C) -> (N, H', W', fh·fw·C), the input patch under every output pixel
+        (row-major over the filter, channels fastest, matching ``W.reshape(fh·fw·C, out_channels)``)."""
         (oh, lh, hh), (ow, lw, hw) = self._geom(x.shape[1:])
         fh, fw = self.filter_shape
         sh, sw = self.strides
         if lh or hh or lw or hw:
             x = jnp.pad(x, ((0, 0), (lh, hh), (lw, hw), (0, 0)), mode="wrap" if self.padding == "CIRCULAR" else "constant")
-        patches = jnp.concatenate(
+        return jnp.concatenate(
             [x[:, a : a + sh * (oh - 1) + 1 : sh, b : b + sw * (ow - 1) + 1 : sw, :] for a in range(fh) for b in range(fw)],
             axis=-1,
         )
+
+    def scales(self, in_shape: tuple) -> tuple[float, float]:
+        """(weight factor, bias factor) of the forward pass for per-example input shape (H, W, C)."""
+        return _scales(self.W_std, self.b_std, self._fan_in(in_shape), self.parameterization)
+
+    def _apply(self, params: Any, x: Array) -> Array:
+        # im2col then one matmul (XLA's CPU convolution is 10-25x slower inside lax.scan loops such
+        # as the trainer's; a matmul keeps its speed)
+        cw, cb = self.scales(x.shape[1:])
         w = params["W"]
-        cw, cb = _scales(params, self.W_std, self.b_std, w.shape[0] * w.shape[1] * w.shape[2], self.parameterization)
-        out = cw * (patches @ w.reshape(-1, w.shape[-1]))
+        out = cw * (self.patches(x) @ w.reshape(-1, w.shape[-1]))
         return out + cb * params["b"] if "b" in params else out
 
     def _kernel(self, k: Kernel, shape: Shape, where: str) -> Kernel:
@@ -337,7 +349,8 @@ def _pair_duals(act: Activation, a: Array, qa: Array, qb: Array, same: Array) ->
         snap = 1.0 - 8 * jnp.finfo(a.dtype).eps
         rho = jnp.clip(a * ia * ib, -1.0, 1.0)
         rho = jnp.where(same | (rho > snap), 1.0, rho)
-        j, jdot = hom(rho)
+        # the barrier keeps XLA from fusing (and so recomputing) the arccos into each consumer of J and J̇
+        j, jdot = jax.lax.optimization_barrier(hom(rho))
         return (ra * rb) * j, jdot
     a = jnp.where(same, qa, a)
     return act.dual_and_derivative(qa, a, qb)
@@ -481,7 +494,7 @@ class GlobalAvgPool(Layer):
 
 
 def _aligned_pixels(k: Kernel, a: Array, nb: int) -> Array:
-    """The aligned pixel pairs p = p' of an array: (*B, H, W)."""
+    """The aligned pixel pairs p = p' of an array: (B..., H, W)."""
     if k.spatial != "full":
         return a
     h, w = a.shape[nb], a.shape[nb + 1]

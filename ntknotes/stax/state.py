@@ -16,7 +16,7 @@ spatial    nngp, ntk              cov1                     used when
 
 Convolutions and activations never mix pixel offsets, so a network without pooling only ever
 needs aligned pixel pairs ("diag"); a network with AvgPool or GlobalAvgPool runs in "full".
-A ``diagonal`` state (K(x, x) of each point of x1 only) has nngp and ntk of shape (N1, *S) and no
+A ``diagonal`` state (K(x, x) of each point of x1 only) has nngp and ntk of shape (N1, S...) and no
 cov1/cov2 (its nngp is its own covariance).
 """
 from __future__ import annotations
@@ -44,10 +44,10 @@ class Kernel:
     """Infinite-width state between two layers (see the module docstring for the shapes).
 
     Attributes:
-      nngp: covariance of one channel's features of x1 and x2, (N1, N2, *S) or (N1, *S) if diagonal.
+      nngp: covariance of one channel's features of x1 and x2, (N1, N2, S...) or (N1, S...) if diagonal.
       ntk: their tangent kernel with respect to all parameters before this point, same shape, or
         ``None`` when only the NNGP is wanted.
-      cov1, cov2: self-covariances (N, *S) of each batch (``None`` in a diagonal state).
+      cov1, cov2: self-covariances (N, S...) of each batch (``None`` in a diagonal state).
       same: bool (N1, N2) marking pairs of identical inputs (their correlation is pinned to 1), or
         ``None``.
       spatial: "none", "diag" or "full".
@@ -89,7 +89,7 @@ class Kernel:
 
     # -- per-pair variances and identity masks ---------------------------------------
     def pixel_variances(self, cov: Array) -> Array:
-        """The variance of every pixel of each input, (N, *pixels), from a self-covariance (N, *S)."""
+        """The variance of every pixel of each input, (N, pixels...), from a self-covariance (N, S...)."""
         if self.spatial != "full":
             return cov
         n, h, w = cov.shape[:3]
@@ -112,7 +112,7 @@ class Kernel:
         return out
 
     def _side(self, q: Array, side: int) -> Array:
-        """Variances of batch ``side`` (0: x1, 1: x2) broadcast against a (N1, N2, *S) array."""
+        """Variances of batch ``side`` (0: x1, 1: x2) broadcast against a (N1, N2, S...) array."""
         q = q[:, None] if side == 0 else q[None, :]
         if self.spatial == "full":
             if side == 0:
@@ -121,7 +121,7 @@ class Kernel:
         return q
 
     def _self_pairs(self, q: Array) -> tuple[Array, Array, Array]:
-        """(var_a, var_b, same) for a self-covariance (N, *S) with pixel variances q (N, *pixels)."""
+        """(var_a, var_b, same) for a self-covariance (N, S...) with pixel variances q (N, pixels...)."""
         if self.spatial != "full":
             return q, q, jnp.ones((), bool)
         h, w = q.shape[1:]

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import precision, tiling
 from .._checks import check_finite, check_key
-from ._state import Kernel, KernelPair, input_state
+from .state import Kernel, KernelPair, input_state
 
 Array = jax.Array
 Shape = tuple  # a per-example shape (ints), or a tuple of them for several branches
