@@ -464,7 +464,7 @@ def monte_carlo_kernels(net, x1: Array, x2: Optional[Array] = None, *, key: Arra
     The finite width is the one in the description (e.g. ``Dense(1024)``); the averages converge to
     ``net.kernel(x1, x2)`` as it grows (NNGP: the output covariance at initialization; NTK: the
     empirical NTK, which also concentrates).  Networks run ``chunk_size`` at a time (``vmap``), each
-    with its full Jacobian on x1 and x2: meant for a few dozen points.
+    with its layer-wise empirical NTK (as :func:`stax_ntk`, no Jacobian): meant for a few dozen points.
 
     Args:
       net: a stax network with vector outputs (N, k).
@@ -505,12 +505,9 @@ def monte_carlo_kernels(net, x1: Array, x2: Optional[Array] = None, *, key: Arra
         n_out = fa.shape[1]
         if not ntk:
             return fa @ fb.T / n_out, jnp.full((fa.shape[0], fb.shape[0]), jnp.nan, fa.dtype)
-        ja = jax.jacrev(net.apply)(params, x1)
-        jb = ja if symmetric else jax.jacrev(net.apply)(params, xb)
-        terms = jax.tree_util.tree_map(
-            lambda u, v: jnp.einsum("iap,jap->ij", u.reshape(u.shape[:2] + (-1,)), v.reshape(v.shape[:2] + (-1,))), ja, jb
-        )
-        return fa @ fb.T / n_out, sum(jax.tree_util.tree_leaves(terms)) / n_out
+        factors_a = _layer_factors(net, params, x1)
+        factors_b = factors_a if symmetric else _layer_factors(net, params, xb)
+        return fa @ fb.T / n_out, _layerwise_tile(net, params, factors_a, factors_b)
 
     keys = jax.random.split(key, n_samples)
     nngps, ntks = jax.lax.map(jax.jit(one), keys, batch_size=min(chunk_size, n_samples))

@@ -455,3 +455,27 @@ def test_bad_hyperparameters_fail_at_construction():
         net.init(0, (-1, 3))
     with pytest.raises(ValueError, match="batch axis"):
         net.init(jax.random.PRNGKey(0), (3,))
+
+
+def test_import_changes_no_global_setting_and_loads_no_numba():
+    """Importing ntknotes leaves JAX in float32; networks imports neither kernels nor cnn; Numba loads
+    only when the CPU convolutional backend runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jax\n"
+        "import ntknotes, ntknotes.networks, ntknotes.stax, ntknotes.empirical\n"
+        "assert not jax.config.read('jax_enable_x64')\n"
+        "assert 'ntknotes.kernels' not in sys.modules and 'ntknotes.cnn' not in sys.modules\n"
+        "import ntknotes.conv, ntknotes.kernels\n"
+        "assert 'numba' not in sys.modules, 'numba imported early'\n"
+        "from ntknotes import stax\n"
+        "k = stax.serial(stax.Dense(3), stax.Relu(), stax.Dense(1)).kernel(jax.numpy.ones((2, 2)))\n"
+        "assert k.ntk.dtype == jax.numpy.float32, k.ntk.dtype\n"
+        "ntknotes.enable_x64()\n"
+        "assert ntknotes.default_dtype() == jax.numpy.float64\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"JAX_PLATFORMS": "cpu", "PATH": ""})
+    assert out.returncode == 0, out.stderr[-2000:]
