@@ -32,9 +32,12 @@ import jax.numpy as jnp
 import numba
 import numpy as np
 
-import ntknotes  # noqa: F401  (float64)
-from ntknotes.activations import get_activation
-from ntknotes.conv import _TILE_BUDGET, _tile, _tile_edge, conv_kernels
+jax.config.update("jax_enable_x64", True)  # float64 unless --dtype float32 (ntknotes follows JAX's mode)
+
+from ntknotes import tiling  # noqa: E402
+from ntknotes.activations import get_activation  # noqa: E402
+from ntknotes.conv import conv_kernels  # noqa: E402
+from ntknotes.stax._cntk import _TILE_BUDGET, _tile  # noqa: E402
 from ntknotes.conv_cpu import _acos
 
 DEPTH = 6
@@ -112,7 +115,7 @@ def numba_dual_rate(dtype, n: int = 2**16, iterations: int = 200) -> float:
 def ops_per_entry(side: int, gap: bool, dtype) -> tuple[float, float]:
     """(flops, transcendentals) per kernel entry from XLA's cost analysis of one default tile."""
     act = get_activation("relu")
-    b = _tile_edge(side * side, gap, None)
+    b = tiling.tile_edge((side * side) ** 2 if gap else side * side, _TILE_BUDGET)
     x = jnp.ones((b, side, side, 3), dtype)
     q = jnp.ones((DEPTH, b, side, side), dtype)
     two, zero = jnp.asarray(2.0, dtype), jnp.asarray(0.0, dtype)

@@ -29,7 +29,7 @@ def _case(spec: dict) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    import ntknotes  # noqa: F401
+    jax.config.update("jax_enable_x64", True)  # ntknotes follows JAX's mode; these figures are float64
     from ntknotes.empirical import empirical_ntk, mlp_ntk
     from ntknotes.kernels import nngp_ntk
     from ntknotes.networks import MLP

@@ -20,10 +20,11 @@ import time
 import jax
 import jax.numpy as jnp
 
-import ntknotes  # noqa: F401  (float64 unless --dtype float32)
-from ntknotes.data import load_digits
-from ntknotes.networks import MLP
-from ntknotes.training import train
+jax.config.update("jax_enable_x64", True)  # float64 unless --dtype float32 (ntknotes follows JAX's mode)
+
+from ntknotes.data import load_digits  # noqa: E402
+from ntknotes.networks import MLP  # noqa: E402
+from ntknotes.training import train  # noqa: E402
 
 
 def _block(tree) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "check_same_features",
     "check_choice",
     "check_widths",
+    "check_key",
 ]
 
 
@@ -102,3 +103,21 @@ def check_widths(width: Any, depth: int, name: str = "width") -> tuple[int, ...]
             raise ValueError(f"{name} must list one width per hidden layer ({depth}), got {len(width)}: {width}")
         return tuple(check_positive_int(w, f"{name}[{i}]") for i, w in enumerate(width))
     raise TypeError(f"{name} must be a positive int or a sequence of {depth} positive ints, got {width!r}")
+
+
+def check_key(key: Any, name: str = "key") -> Any:
+    """Return ``key`` if it is one JAX PRNG key (a raw uint32 (2,) array or a typed key scalar), else raise."""
+    import jax  # kept local: the rest of this module needs NumPy only
+    import jax.numpy as jnp
+
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"{name} must be a JAX PRNG key (jax.random.PRNGKey(seed)), got {type(key).__name__} {key!r}")
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"{name} must be a single PRNG key, got a batch of shape {key.shape}")
+    elif key.dtype != jnp.uint32 or key.shape != (2,):
+        raise ValueError(
+            f"{name} must be a PRNG key: a uint32 array of shape (2,) from jax.random.PRNGKey, "
+            f"got dtype {key.dtype} and shape {key.shape}"
+        )
+    return key

@@ -15,11 +15,15 @@ and σ_b.  So Monte Carlo averages of ``empirical_ntk(net.apply, params, x)`` co
 Parameters: a list of L + 1 dicts; convolution layers hold "W" (3, 3, C_in, C_out) and the
 readout "W" (features, out_dim); each has "b" when σ_b > 0.
 
+:class:`CNN` is a thin constructor over :mod:`ntknotes.stax`: ``net.stax`` is its description
+(:func:`ntknotes.stax.presets.conv_net`), whose layers compute the forward pass.
+
 Train it with :func:`ntknotes.training.train` (plain minibatch SGD: ``batch_size`` and ``key``).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Optional, Union
 
@@ -27,28 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import precision
-from ._checks import check_choice, check_nonnegative, check_positive_int
+from . import precision, stax
+from ._checks import check_choice, check_key, check_nonnegative, check_positive_int
 from .activations import Activation, get_activation
 from .conv import POOLINGS, ConvKernels, conv_kernels
+from .stax.presets import conv_net
 
 __all__ = ["CNN"]
 
 Array = jax.Array
-
-
-def _conv3x3(x: Array, w: Array) -> Array:
-    """3×3 SAME convolution, stride 1, as one matmul of the 9 shifted copies of x.
-
-    x: (N, H, W, C), w: (3, 3, C, C') -> (N, H, W, C').  Same result as
-    ``lax.conv_general_dilated(x, w, (1, 1), "SAME")``; the explicit patch matrix is used because
-    XLA's CPU backend runs convolutions inside ``lax.scan`` loops (the trainer) about 10–25 times
-    slower than outside, while the matmul keeps its speed.
-    """
-    n, h, wd, c = x.shape
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate([xp[:, i : i + h, j : j + wd, :] for i in range(3) for j in range(3)], axis=-1)
-    return patches @ w.reshape(9 * c, w.shape[-1])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +78,20 @@ class CNN:
         object.__setattr__(self, "sigma_w", check_nonnegative(self.sigma_w, "sigma_w"))
         object.__setattr__(self, "sigma_b", check_nonnegative(self.sigma_b, "sigma_b"))
 
+    @functools.cached_property
+    def stax(self) -> stax.Serial:
+        """The :mod:`ntknotes.stax` description of this network (same params, as a tuple with ``()`` for activations)."""
+        return conv_net(self.depth, pooling=self.pooling, channels=self.channels, activation=self.activation,
+                        sigma_w=self.sigma_w, sigma_b=self.sigma_b, out_dim=self.out_dim)
+
+    def to_stax(self, params: list) -> tuple:
+        """These params in the layout of :attr:`stax`."""
+        self._check_params(params)
+        out = []
+        for layer in params[:-1]:
+            out += [dict(layer), ()]
+        return tuple(out) + ((), dict(params[-1]))
+
     @property
     def has_bias(self) -> bool:
         return self.sigma_b > 0
@@ -113,8 +118,7 @@ class CNN:
           key: a JAX PRNG key.
           dtype: float dtype (default from :mod:`ntknotes.precision`).
         """
-        if not isinstance(key, jax.Array):
-            raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey), got {type(key).__name__}")
+        check_key(key)
         dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
         keys = jax.random.split(key, 2 * (self.depth + 1))
         c_in, n = self.image_shape[2], self.channels
@@ -144,26 +148,14 @@ class CNN:
         """The readout's input: (N, readout_dim) (flattened last layer, or its channel means for GAP)."""
         self._check_params(params)
         h = self._images(x)
-        act, sw, sb = self.activation, self.sigma_w, self.sigma_b
+        layers = self.stax.layers
         for l in range(self.depth):
-            layer = params[l]
-            fan_in = 9 * h.shape[-1]
-            h = _conv3x3(h, layer["W"].astype(h.dtype)) * (sw / math.sqrt(fan_in))
-            if "b" in layer:
-                h = h + sb * layer["b"]
-            h = act(h)
-        if self.pooling == "gap":
-            return jnp.mean(h, axis=(1, 2))
-        return h.reshape(h.shape[0], -1)
+            h = layers[2 * l + 1]._apply((), layers[2 * l]._apply(params[l], h))
+        return layers[-2]._apply((), h)
 
     def apply(self, params: list, x: Array) -> Array:
         """Network outputs f(x), shape (N, out_dim), for images (N, H, W, C) or flattened (N, H·W·C)."""
-        z = self.features(params, x)
-        out = params[-1]
-        f = (self.sigma_w / math.sqrt(z.shape[1])) * (z @ out["W"])
-        if "b" in out:
-            f = f + self.sigma_b * out["b"]
-        return f
+        return self.stax.layers[-1]._apply(params[-1], self.features(params, x))
 
     __call__ = apply
 

@@ -20,18 +20,18 @@ Image pairs are processed in tiles of one image x against sixteen images x′ st
 pairs with x's numbers as scalars, and nothing has to be gathered; tiles run in parallel.
 
 :func:`fused_readouts` returns what the XLA tiles give (the flatten and GAP NNGP/NTK of every
-layer) for tiles of image pairs; :func:`ntknotes.conv.conv_kernels` calls it with
-``backend="numba"``, the default on CPU.
+layer) for tiles of image pairs.  ``ntknotes.stax._cntk`` imports this module (and so Numba)
+only when the ``"numba"`` backend runs, the default on CPU for the ReLU family.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numba
 import numpy as np
 
-from .activations import _ASIN_COEFFS, Activation
+from .activations import _ASIN_COEFFS
+from .stax._cntk import relu_family_coefficients  # noqa: F401  (re-export: it decides whether this backend applies)
 
 __all__ = ["relu_family_coefficients", "fused_readouts", "LANES"]
 
@@ -39,33 +39,7 @@ LANES = 16  # second images per tile, side by side in every SIMD loop (several v
 _C_HIGH_FIRST = tuple(float(c) for c in reversed(_ASIN_COEFFS))
 _HALF_PI = 0.5 * math.pi
 _INV_TWO_PI = 0.5 / math.pi
-
-
-def relu_family_coefficients(act: Activation) -> Optional[tuple[float, float]]:
-    """(α, β) with J = α J_ReLU + β ρ and J̇ = β + α J̇_ReLU for ``act``, or ``None``.
-
-    ``None`` unless ``act`` has a homogeneous dual; the coefficients are read off J(0) = α/2π and
-    J̇(0) = β + α/4 and then checked at four other correlations (to 1e-12), so an activation
-    whose homogeneous dual is not of this form is refused rather than computed wrongly.
-    Raises TypeError unless ``act`` is an :class:`~ntknotes.activations.Activation`.
-    """
-    if not isinstance(act, Activation):
-        raise TypeError(f"act must be an ntknotes.activations.Activation (e.g. get_activation('relu')), "
-                        f"got {type(act).__name__}")
-    if act.homogeneous_dual is None:
-        return None
-    rho = np.array([0.0, -0.9, -0.3, 0.4, 1.0])
-    j, jdot = (np.asarray(v, dtype=np.float64) for v in act.homogeneous_dual(rho))
-    theta = np.arccos(rho)
-    j_relu = (np.sqrt(1.0 - rho**2) + (np.pi - theta) * rho) / (2.0 * np.pi)
-    jdot_relu = (np.pi - theta) / (2.0 * np.pi)
-    alpha = 2.0 * np.pi * j[0]
-    beta = jdot[0] - 0.25 * alpha
-    scale = max(1.0, abs(alpha), abs(beta))
-    if not (np.allclose(j, alpha * j_relu + beta * rho, rtol=0, atol=1e-12 * scale)
-            and np.allclose(jdot, beta + alpha * jdot_relu, rtol=0, atol=1e-12 * scale)):
-        return None
-    return float(alpha), float(beta)
+_SNAP = 1.0 - 8 * 2.0**-52  # correlations within 8 ulp of 1 are rounding of ρ = 1 (as in ntknotes.stax)
 
 
 @numba.njit(inline="always", fastmath=True)
@@ -151,7 +125,7 @@ def _pixel_pair_sums(xa, xb_lanes, fa, fb_lanes, rows, blocks, sw2, sb2, alpha, 
                         inv_a = g_a[lay, 1, i, j]
                         for k in range(LANES):
                             rho = st[i + 1, j + 1, 0, k] * inv_a * g_b[lay, 1, i + di, j + dj, k]
-                            rho = min(max(rho, -1.0), 1.0)
+                            rho = 1.0 if rho > _SNAP else max(rho, -1.0)
                             angle = math.pi - _acos(rho)
                             sine = math.sqrt(max((1.0 - rho) * (1.0 + rho), 0.0))
                             j_unit = alpha * (sine + angle * rho) * _INV_TWO_PI + beta * rho

@@ -20,16 +20,26 @@ the whole (N1, N2, k, k) tensor.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_choice, check_finite, check_positive_int, check_same_features
+from . import tiling
+from ._checks import check_choice, check_finite, check_key, check_positive_int, check_same_features
 from .networks import MLP, Params
 
-__all__ = ["empirical_ntk", "ntk_vector_product", "mlp_ntk", "mlp_ntk_per_layer", "empirical_nngp"]
+__all__ = [
+    "empirical_ntk",
+    "ntk_vector_product",
+    "mlp_ntk",
+    "mlp_ntk_per_layer",
+    "empirical_nngp",
+    "stax_ntk",
+    "monte_carlo_kernels",
+    "KernelEstimate",
+]
 
 Array = jax.Array
 ApplyFn = Callable[[object, Array], Array]
@@ -115,34 +125,32 @@ def empirical_ntk(
     if block_size is None:
         block_size = max(1, _JACOBIAN_BUDGET // max(1, k * n_params))
     bs = check_positive_int(block_size, "block_size")
-    jac = jax.jit(lambda p, xb: _flat_jacobian(f, p, xb))
-    contract = jax.jit(lambda ja, jb: _reduce(jnp.einsum("iap,jbp->iajb", ja, jb), output))
-    n1, n2 = x1.shape[0], x2.shape[0]
-    starts2 = list(range(0, n2, bs))
-    # keep every column block's Jacobian when they fit in 4 budgets; otherwise recompute per row block
-    keep = n2 * k * n_params <= 4 * _JACOBIAN_BUDGET
-    jac2 = [jac(params, x2[j : j + bs]) for j in starts2] if keep else None
-    rows = []
-    for i in range(0, n1, bs):
-        ja = jac2[i // bs] if (keep and symmetric) else jac(params, x1[i : i + bs])
-        row = []
-        for jj, j in enumerate(starts2):
-            if symmetric and j < i:
-                row.append(None)
-                continue
-            if symmetric and j == i:
-                jb = ja
-            else:
-                jb = jac2[jj] if keep else jac(params, x2[j : j + bs])
-            row.append(contract(ja, jb))
-        rows.append(row)
-    if symmetric:
-        nb = len(rows)
-        for i in range(nb):
-            for j in range(i):
-                blk = rows[j][i]
-                rows[i][j] = jnp.swapaxes(blk, 0, 1) if output == "trace" else jnp.transpose(blk, (1, 0, 3, 2))
-    return jnp.concatenate([jnp.concatenate(r, axis=1) for r in rows], axis=0)
+    n2 = x1.shape[0] if symmetric else x2.shape[0]
+    # keep every column block's Jacobian when they fit in 4 budgets; otherwise recompute per tile
+    (out,) = tiling.pairwise(
+        lambda a, b, same: (_contract(a, b, output),), x1, None if symmetric else x2, block=bs,
+        prepare=lambda xb: _jacobian_block(apply, params, xb), transpose=_mirror(output), symmetrize=False,
+        keep=n2 * k * n_params <= 4 * _JACOBIAN_BUDGET,
+    )
+    return jnp.asarray(out)
+
+
+@functools.partial(jax.jit, static_argnames=("apply",))
+def _jacobian_block(apply: ApplyFn, params, xb: Array) -> Array:
+    """Flattened per-example Jacobians (b, k, P) of a block; compiled once per ``apply`` and shape."""
+    return _flat_jacobian(_as_2d_output(apply), params, xb)
+
+
+@functools.partial(jax.jit, static_argnames=("output",))
+def _contract(ja: Array, jb: Array, output: str) -> Array:
+    return _reduce(jnp.einsum("iap,jbp->iajb", ja, jb), output)
+
+
+def _mirror(output: str):
+    """The transpose of an NTK tile: (b1, b2) -> (b2, b1), or (b1, b2, k, k) -> (b2, b1, k, k) swapping outputs too."""
+    if output == "trace":
+        return lambda t: np.swapaxes(t, 0, 1)
+    return lambda t: np.transpose(t, (1, 0, 3, 2))
 
 
 def ntk_vector_product(apply: ApplyFn, params, x1: Array, x2: Array, v: Array) -> Array:
@@ -266,3 +274,246 @@ def empirical_nngp(apply: ApplyFn, params, x1: Array, x2: Optional[Array] = None
     a = f(params, x1)
     b = a if x2 is None else f(params, x2)
     return a @ b.T / a.shape[1]
+
+
+# ----------------------------------------------------------------------------
+# stax networks
+# ----------------------------------------------------------------------------
+def _tapped_forward(net, params, x, taps):
+    """The forward pass of a stax network, adding ``taps[i]`` to the output of its i-th Dense/Conv
+    layer (``taps=None``: add nothing).  Returns (output, [(layer, input)], [layer output])."""
+    from .stax import Conv, Dense, Parallel, Serial
+
+    records, outputs = [], []
+
+    def run(layer, p, v):
+        if isinstance(layer, Serial):
+            for sub, q in zip(layer.layers, p):
+                v = run(sub, q, v)
+            return v
+        if isinstance(layer, Parallel):
+            return tuple(run(sub, q, u) for sub, q, u in zip(layer.layers, p, v))
+        z = layer._apply(p, v)
+        if isinstance(layer, (Dense, Conv)):
+            if taps is not None:
+                z = z + taps[len(outputs)]
+            records.append((layer, v))
+            outputs.append(z)
+        return z
+
+    return run(net, params, x), records, outputs
+
+
+def _signals(net, params, x):
+    """Per Dense/Conv layer: its input (N, ...) and the backward signals ∂f_a/∂z, (k, N, ...) for each output a."""
+    _, _, zs = _tapped_forward(net, params, x, None)  # shapes only (dead code for XLA)
+    taps = [jnp.zeros_like(z) for z in zs]
+
+    def f(t):
+        out, records, _ = _tapped_forward(net, params, x, t)
+        return out, [v for _, v in records]
+
+    out, vjp, inputs = jax.vjp(f, taps, has_aux=True)
+    k = out.shape[-1]
+    cot = jnp.broadcast_to(jnp.eye(k, dtype=out.dtype)[:, None, :], (k,) + out.shape)
+    grads = jax.vmap(lambda c: vjp(c)[0])(cot)
+    return inputs, grads
+
+
+def _layer_factors(net, params, x) -> list:
+    """Per Dense/Conv layer, the factors of its NTK term for a block of inputs x (b, ...):
+    Dense: (c_w·input (b, d), backward signals (k, b, n)); Conv: (per-example weight gradients
+    c_w Σ_p patch[p] ⊗ g[p] (k, b, K, C), summed backward signals Σ_p g[p] (k, b, C))."""
+    from .stax import Dense
+
+    inputs, grads = _signals(net, params, x)
+    out = []
+    for layer, v, g in zip(_layers_of(net), inputs, grads):
+        cw, _ = layer.scales(v.shape[1:])
+        if isinstance(layer, Dense):
+            out.append((cw * v, g))
+        else:
+            out.append((cw * jnp.einsum("nhwc,anhwo->anco", layer.patches(v), g), jnp.sum(g, axis=(2, 3))))
+    return out
+
+
+def _layerwise_tile(net, params, a, b):
+    """Σ over Dense/Conv layers of (forward Gram) ⊙ (backward Gram), averaged over outputs: (b1, b2)."""
+    from .stax import Dense
+
+    total = 0.0
+    for layer, p, (fa, ga), (fb, gb) in zip(_layers_of(net), _layer_params(net, params), a, b):
+        k = ga.shape[0]
+        bias = _bias_scale(layer) ** 2 if "b" in p else 0.0
+        if isinstance(layer, Dense):
+            total = total + (fa @ fb.T + bias) * (jnp.einsum("anj,amj->nm", ga, gb) / k)
+        else:
+            total = total + jnp.einsum("anco,amco->nm", fa, fb) / k + bias * jnp.einsum("ano,amo->nm", ga, gb) / k
+    return total
+
+
+_layer_factors_jit = jax.jit(_layer_factors, static_argnums=0)
+_layerwise_tile_jit = jax.jit(_layerwise_tile, static_argnums=0)
+
+
+def _bias_scale(layer) -> float:
+    """The forward factor of a layer's bias (σ_b in the NTK parameterization, 1 in the standard one)."""
+    if layer.parameterization == "standard":
+        return 1.0
+    return 0.0 if layer.b_std is None else layer.b_std
+
+
+def _layers_of(net) -> list:
+    """The Dense and Conv layers of a stax network in forward order."""
+    from .stax import Conv, Dense, Parallel, Serial
+
+    if isinstance(net, (Serial, Parallel)):
+        return [leaf for sub in net.layers for leaf in _layers_of(sub)]
+    return [net] if isinstance(net, (Dense, Conv)) else []
+
+
+def _layer_params(net, params) -> list:
+    """The params of the Dense and Conv layers of a stax network, in the order of :func:`_layers_of`."""
+    from .stax import Conv, Dense, Parallel, Serial
+
+    if isinstance(net, (Serial, Parallel)):
+        return [leaf for sub, q in zip(net.layers, params) for leaf in _layer_params(sub, q)]
+    return [params] if isinstance(net, (Dense, Conv)) else []
+
+
+_LAYERWISE_BUDGET = 2**25  # scalars of per-example weight gradients in one block (256 MB in float64)
+
+
+def stax_ntk(net, params, x1: Array, x2: Optional[Array] = None, *, method: str = "layerwise",
+             output: str = "trace", block_size: Optional[int] = None) -> Array:
+    """The empirical NTK of a :mod:`ntknotes.stax` network with ``params`` (from ``net.init``).
+
+    ``method="layerwise"`` (default) never forms the Jacobian: one forward pass keeps every Dense
+    and Conv layer's input, one backward pass per output (``vmap``ped) its output signal
+    g = ∂f/∂z, and the NTK is Σ_layers (forward Gram) ⊙ (backward Gram):
+    Dense: (c_w² x·x' + c_b²)(g·g'); Conv: c_w² ⟨Σ_p patch[p] ⊗ g[p], Σ_p' patch'[p'] ⊗ g'[p']⟩
+    + c_b² ⟨Σ_p g[p], Σ_p' g'[p']⟩ (c_w, c_b the layer's forward factors).  Evaluated in tiles of
+    inputs (:func:`ntknotes.tiling.pairwise`), memory O(N² + N·Σ width·pixels·k) plus one tile's
+    per-example weight gradients.  ``"jacobian"`` and ``"ntvp"`` are the generic methods of
+    :func:`empirical_ntk`.
+
+    Args:
+      net: a stax layer or combinator with vector outputs (N, k).
+      params: its parameters; x1 (N1, ...), x2 (N2, ...) or ``None`` for x2 = x1.
+      method: ``"layerwise"``, ``"jacobian"`` or ``"ntvp"``.
+      output: ``"trace"`` (the (N1, N2) kernel averaged over outputs) or ``"full"`` ((N1, N2, k, k);
+        generic methods only).
+      block_size: inputs per tile (default from a budget of 2²⁴ scalars of per-example gradients).
+    Returns:
+      (N1, N2) (or (N1, N2, k, k)).
+
+    Example::
+
+        _, params = net.init(jax.random.PRNGKey(0), x.shape)
+        theta_hat = stax_ntk(net, params, x)
+    """
+    from .stax import Conv, Layer
+
+    if not isinstance(net, Layer):
+        raise TypeError(f"net must be an ntknotes.stax layer, got {type(net).__name__}; use empirical_ntk(apply, ...)")
+    check_choice(method, "method", ("layerwise", "jacobian", "ntvp"))
+    check_choice(output, "output", OUTPUT_MODES)
+    if method != "layerwise" or output == "full":
+        if method == "layerwise":
+            raise ValueError("method='layerwise' gives the output-averaged kernel (output='trace'); use method='jacobian' for 'full'")
+        return empirical_ntk(net.apply, params, x1, x2, method=method, output=output, block_size=block_size)
+    _check_inputs(x1, x2)
+    out = net.output_shape((-1,) + tuple(x1.shape[1:]))
+    if len(out) != 2:
+        raise ValueError(f"stax_ntk needs a network with vector outputs (N, k); this one outputs {out}")
+    k = out[1]
+    # scalars per example of the prepared factors: k · fh·fw·C_in · C_out per Conv layer (C_in ≈ C_out)
+    per_example = k * sum(layer.filter_shape[0] * layer.filter_shape[1] * layer.out_channels**2
+                          for layer in _layers_of(net) if isinstance(layer, Conv))
+    if block_size is None:
+        block_size = max(1, min(1024, _LAYERWISE_BUDGET // max(1, per_example)))
+    bs = check_positive_int(block_size, "block_size")
+    n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    (res,) = tiling.pairwise(lambda a, b, same: (_layerwise_tile_jit(net, params, a, b),), x1, x2, block=bs,
+                             prepare=lambda xb: _layer_factors_jit(net, params, xb), symmetrize=False,
+                             keep=n2 * per_example <= 4 * _LAYERWISE_BUDGET)
+    return jnp.asarray(res)
+
+
+class KernelEstimate(NamedTuple):
+    """Monte Carlo means over random finite networks and their standard errors, each (N1, N2).
+
+    Attributes:
+      nngp: mean of f(x1) f(x2)ᵀ / k (k outputs): converges to the NNGP kernel as the width grows.
+      ntk: mean of the output-averaged empirical NTK: converges to the NTK.
+      nngp_stderr, ntk_stderr: standard errors of those means (sample s.d. / √n_samples).
+      n_samples: number of networks.
+    """
+
+    nngp: Array
+    ntk: Array
+    nngp_stderr: Array
+    ntk_stderr: Array
+    n_samples: int
+
+
+def monte_carlo_kernels(net, x1: Array, x2: Optional[Array] = None, *, key: Array, n_samples: int,
+                        chunk_size: int = 8, ntk: bool = True, dtype=None) -> KernelEstimate:
+    """Average the output Gram and the empirical NTK over ``n_samples`` networks drawn by ``net.init``.
+
+    The finite width is the one in the description (e.g. ``Dense(1024)``); the averages converge to
+    ``net.kernel(x1, x2)`` as it grows (NNGP: the output covariance at initialization; NTK: the
+    empirical NTK, which also concentrates).  Networks run ``chunk_size`` at a time (``vmap``), each
+    with its layer-wise empirical NTK (as :func:`stax_ntk`, no Jacobian): meant for a few dozen points.
+
+    Args:
+      net: a stax network with vector outputs (N, k).
+      x1: inputs (N1, ...); x2: inputs (N2, ...) or ``None`` for x2 = x1.
+      key: PRNG key; n_samples: number of networks; dtype: parameter dtype.
+      ntk: also estimate the NTK (``False`` skips the Jacobians; the NTK fields are then NaN).
+    Returns:
+      :class:`KernelEstimate` with arrays (N1, N2).
+
+    Example::
+
+        net = stax.serial(stax.Dense(1024), stax.Relu(), stax.Dense(8))
+        est = monte_carlo_kernels(net, x, key=jax.random.PRNGKey(0), n_samples=32)
+        z = (est.ntk - net.kernel(x).ntk) / est.ntk_stderr
+    """
+    from .stax import Layer
+
+    if not isinstance(net, Layer):
+        raise TypeError(f"net must be an ntknotes.stax layer, got {type(net).__name__}")
+    check_key(key)
+    n_samples = check_positive_int(n_samples, "n_samples")
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be at least 2 (for a standard error), got {n_samples}")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    _check_inputs(x1, x2)
+    xb = x1 if x2 is None else x2
+    shape = (-1,) + tuple(x1.shape[1:])
+    out = net.output_shape(shape)
+    if len(out) != 2:
+        raise ValueError(f"monte_carlo_kernels needs a network with vector outputs (N, k); this one outputs {out}")
+
+    symmetric = x2 is None
+
+    def one(k):
+        _, params = net.init(k, shape, dtype)
+        fa = net.apply(params, x1)
+        fb = fa if symmetric else net.apply(params, xb)
+        n_out = fa.shape[1]
+        if not ntk:
+            return fa @ fb.T / n_out, jnp.full((fa.shape[0], fb.shape[0]), jnp.nan, fa.dtype)
+        factors_a = _layer_factors(net, params, x1)
+        factors_b = factors_a if symmetric else _layer_factors(net, params, xb)
+        return fa @ fb.T / n_out, _layerwise_tile(net, params, factors_a, factors_b)
+
+    keys = jax.random.split(key, n_samples)
+    nngps, ntks = jax.lax.map(jax.jit(one), keys, batch_size=min(chunk_size, n_samples))
+
+    def mean_se(v):
+        return jnp.mean(v, axis=0), jnp.std(v, axis=0, ddof=1) / jnp.sqrt(n_samples)
+
+    (m1, s1), (m2, s2) = mean_se(nngps), mean_se(ntks)
+    return KernelEstimate(m1, m2, s1, s2, n_samples)

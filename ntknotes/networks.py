@@ -14,22 +14,26 @@ the key ``"b"`` is absent when σ_b = 0 (a network without biases).
 NTK parameterization: W, b ~ N(0, 1) and the layer computes (σ_w/√fan_in) x W + σ_b b.
 Standard parameterization: W ~ N(0, σ_w²/fan_in), b ~ N(0, σ_b²) and the layer computes x W + b.
 
-The convolutional networks that :mod:`ntknotes.conv` describes live in :mod:`ntknotes.cnn`;
-:class:`~ntknotes.cnn.CNN` is importable from here as well, beside :class:`MLP`.
+:class:`MLP` is a thin constructor over :mod:`ntknotes.stax`: ``net.stax`` is its description
+(:func:`ntknotes.stax.presets.mlp`), whose layers compute its forward pass and whose kernel map
+gives ``net.kernels``.  The convolutional networks that :mod:`ntknotes.conv` describes live in
+:mod:`ntknotes.cnn`; ``networks.CNN`` still finds :class:`~ntknotes.cnn.CNN`, loading it on first use.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 
-from . import precision
-from ._checks import check_choice, check_matrix, check_nonnegative, check_positive_int, check_widths
+from . import precision, stax
+from ._checks import check_choice, check_key, check_matrix, check_nonnegative, check_positive_int, check_widths
 from .activations import Activation, get_activation
-from .kernels import PARAMETERIZATIONS, KernelPair, nngp_ntk
+from .stax import PARAMETERIZATIONS, KernelPair
+from .stax.presets import mlp
 
 __all__ = ["MLP", "Forward", "Params"]
 
@@ -84,6 +88,21 @@ class MLP:
         object.__setattr__(self, "sigma_b", check_nonnegative(self.sigma_b, "sigma_b"))
         check_choice(self.parameterization, "parameterization", PARAMETERIZATIONS)
 
+    # -- the description ------------------------------------------------------
+    @functools.cached_property
+    def stax(self) -> stax.Serial:
+        """The :mod:`ntknotes.stax` description of this network (its params are ``self.to_stax(params)``)."""
+        return mlp(self.depth, activation=self.activation, sigma_w=self.sigma_w, sigma_b=self.sigma_b,
+                   parameterization=self.parameterization, width=self.width, out_dim=self.out_dim)
+
+    def to_stax(self, params: Params) -> tuple:
+        """These params in the layout of :attr:`stax` (one entry per layer, ``()`` for activations)."""
+        self._check_params(params)
+        out = []
+        for layer in params[:-1]:
+            out += [dict(layer), ()]
+        return tuple(out) + (dict(params[-1]),)
+
     # -- shapes ------------------------------------------------------------
     @property
     def widths(self) -> tuple[int, ...]:
@@ -108,7 +127,7 @@ class MLP:
           key: a JAX PRNG key.
           dtype: float dtype (default from :mod:`ntknotes.precision`).
         """
-        _check_key(key)
+        check_key(key)
         dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
         w = self.widths
         keys = jax.random.split(key, 2 * (len(w) - 1))
@@ -133,20 +152,20 @@ class MLP:
 
     # -- forward -------------------------------------------------------------
     def forward(self, params: Params, x: Array) -> Forward:
-        """Forward pass keeping every layer's input and pre-activation (used by layer-wise NTKs)."""
+        """Forward pass keeping every layer's input and pre-activation (used by layer-wise NTKs).
+
+        Runs the Dense and activation layers of :attr:`stax`."""
         self._check_params(params)
         check_matrix(x, "x", features=self.in_dim)
-        act = self.activation
+        layers = self.stax.layers
         inputs, pre = [x], []
         h = x
-        for i, (layer, (cw, cb)) in enumerate(zip(params, self.layer_scales())):
-            z = cw * (h @ layer["W"])
-            if "b" in layer:
-                z = z + cb * layer["b"]
+        for i, layer in enumerate(params):
+            z = layers[2 * i]._apply(layer, h)
             if i == self.depth:
                 return Forward(z, tuple(pre), tuple(inputs))
             pre.append(z)
-            h = act(z)
+            h = layers[2 * i + 1]._apply((), z)
             inputs.append(h)
         raise AssertionError("unreachable")
 
@@ -158,18 +177,11 @@ class MLP:
 
     # -- theory ---------------------------------------------------------------
     def kernels(self, x1: Array, x2: Optional[Array] = None, **kwargs: Any) -> KernelPair:
-        """Analytic NNGP and NTK of this architecture (per output), see :func:`ntknotes.kernels.nngp_ntk`."""
-        return nngp_ntk(
-            x1,
-            x2,
-            depth=self.depth,
-            activation=self.activation,
-            sigma_w=self.sigma_w,
-            sigma_b=self.sigma_b,
-            parameterization=self.parameterization,
-            width=self.width,
-            **kwargs,
-        )
+        """Analytic NNGP and NTK of this architecture (per output): ``self.stax.kernel(x1, x2, **kwargs)``."""
+        check_matrix(x1, "x1", features=self.in_dim)
+        if x2 is not None:
+            check_matrix(x2, "x2", features=self.in_dim)
+        return self.stax.kernel(x1, x2, **kwargs)
 
     def _check_params(self, params: Params) -> None:
         if not isinstance(params, (list, tuple)) or len(params) != self.depth + 1:
@@ -190,18 +202,10 @@ class MLP:
                 raise ValueError(f"params[{i}]['b'] must have shape {(w[i + 1],)}, got {getattr(layer['b'], 'shape', None)}")
 
 
-def _check_key(key: Any) -> None:
-    """Raise TypeError/ValueError unless ``key`` is one PRNG key (raw uint32 (2,) or typed scalar)."""
-    if not isinstance(key, jax.Array):
-        raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey(seed)), got {type(key).__name__} {key!r}")
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(f"key must be a single PRNG key, got a batch of shape {key.shape}")
-    elif key.dtype != jnp.uint32 or key.shape != (2,):
-        raise ValueError(
-            f"key must be a PRNG key: a uint32 array of shape (2,) from jax.random.PRNGKey, "
-            f"got dtype {key.dtype} and shape {key.shape}"
-        )
+def __getattr__(name: str) -> Any:
+    """``networks.CNN``: the convolutional network of :mod:`ntknotes.cnn`, imported on first use only."""
+    if name == "CNN":
+        from .cnn import CNN
 
-
-from .cnn import CNN  # noqa: E402,F401  (re-export, documented in ntknotes.cnn; cnn does not import this module)
+        return CNN
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,14 +1,15 @@
 """Floating-point precision policy for ntknotes, decided in one place.
 
-Comparisons with theory (kernels against Monte Carlo, closed forms against
-quadrature, dynamics against real training) need float64, so importing
-:mod:`ntknotes` turns on JAX's 64-bit mode.  Set the environment variable
-``NTKNOTES_X64=0`` before the import to keep JAX's 32-bit default (useful for
-large GPU runs, where every function also accepts an explicit ``dtype``).
+Importing :mod:`ntknotes` changes no global JAX setting: the library follows JAX's mode, computing
+in float64 when JAX's 64-bit mode is on and in float32 otherwise (every kernel also takes an
+explicit ``dtype``).  Comparisons with theory (kernels against Monte Carlo, closed forms against
+quadrature, dynamics against real training) need float64, so the chapters and the tests turn it
+on explicitly before creating any array::
+
+    import jax
+    jax.config.update("jax_enable_x64", True)     # or: ntknotes.enable_x64()
 """
 from __future__ import annotations
-
-import os
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ __all__ = ["enable_x64", "x64_enabled", "default_dtype"]
 
 
 def enable_x64(enabled: bool = True) -> None:
-    """Turn JAX's 64-bit mode on (or off) for the whole process."""
+    """Turn JAX's 64-bit mode on (or off) for the whole process; call it before creating arrays."""
     jax.config.update("jax_enable_x64", bool(enabled))
 
 
@@ -29,7 +30,3 @@ def x64_enabled() -> bool:
 def default_dtype() -> jnp.dtype:
     """The floating dtype ntknotes uses when a caller gives none: float64 if enabled, else float32."""
     return jnp.dtype(jnp.float64) if x64_enabled() else jnp.dtype(jnp.float32)
-
-
-if os.environ.get("NTKNOTES_X64", "1") != "0":
-    enable_x64(True)

@@ -4,8 +4,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import jax
 import pytest
 import yaml
+
+# The package follows JAX's precision mode and never sets it; the tests compare with theory to
+# 1e-10 and so run in float64, switched on here before any test module creates an array.
+jax.config.update("jax_enable_x64", True)
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"

@@ -9,6 +9,7 @@ import pytest
 
 import ntknotes  # noqa: F401
 from ntknotes import conv
+from ntknotes.stax import _cntk
 from ntknotes.activations import abrelu, get_activation
 from ntknotes.cnn import CNN
 from ntknotes.conv import conv_kernels, conv_nngp_ntk
@@ -109,7 +110,7 @@ def test_numba_backend_equals_xla(activation, monkeypatch):
     # the fused CPU loops against the XLA tiles: several depths, biases, both readouts, partly
     # filled tiles of 16 lanes, the cross kernel computed with its roles swapped (9 × 4 images:
     # the 9 fill the lanes better) and, with the chunk shrunk to 7 pairs, one tile per call
-    monkeypatch.setattr(conv, "_PAIR_CHUNK", 7)
+    monkeypatch.setattr(_cntk, "_PAIR_CHUNK", 7)
     rng = np.random.default_rng(2)
     x1, x2 = rng.normal(size=(9, 5, 4, 3)), rng.normal(size=(4, 5, 4, 3))
     kw = dict(depths=(1, 2, 4), activation=activation, sigma_w=1.3, sigma_b=0.4)

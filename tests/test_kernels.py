@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import ntknotes  # noqa: F401  (float64)
+import ntknotes  # noqa: F401  (float64: switched on in conftest.py)
 from ntknotes import kernels as K
 from ntknotes.kernels import layer_kernels, nngp_ntk
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import ntknotes  # noqa: F401  (float64)
+import ntknotes  # noqa: F401  (float64: switched on in conftest.py)
 from ntknotes.empirical import mlp_ntk
 from ntknotes.networks import MLP
 from ntknotes.stats import loglog_slope, relative_error

@@ -1,0 +1,152 @@
+"""Evaluation of a stax network's infinite-width kernels: input checks, fast paths, tiles."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import precision, tiling
+from .._checks import check_finite, check_positive_int
+from . import _cntk, _fc
+from .base import _output_shape, is_multi
+from .state import KernelPair, input_state
+
+Array = jax.Array
+GETS = ("nngp", "ntk")
+
+__all__ = ["kernel", "check_inputs", "spatial_mode"]
+
+
+def check_inputs(x1: Any, x2: Any) -> tuple:
+    """Raise unless x1 (and x2) are finite real arrays (N, d) or (N, H, W, C) of one per-example shape."""
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is None and name == "x2":
+            continue
+        shape = getattr(x, "shape", None)
+        if shape is None:
+            raise TypeError(f"{name} must be an array (N, d) or (N, H, W, C), got {type(x).__name__}")
+        if len(shape) not in (2, 4):
+            raise ValueError(f"{name} must have shape (N, d) (vectors) or (N, H, W, C) (images, channels last), got {tuple(shape)}")
+        if min(shape) < 1:
+            raise ValueError(f"{name} must have at least one point and one feature, got shape {tuple(shape)}")
+        if np.dtype(x.dtype).kind not in "fiu":
+            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+        check_finite(x, name)
+    if x2 is not None and tuple(x2.shape[1:]) != tuple(x1.shape[1:]):
+        raise ValueError(f"x1 and x2 must have the same per-example shape, got {tuple(x1.shape)} and {tuple(x2.shape)}")
+    return tuple(int(s) for s in x1.shape[1:])
+
+
+def _check_get(get: Any) -> tuple[str, ...]:
+    names = (get,) if isinstance(get, str) else tuple(get) if isinstance(get, (list, tuple)) else None
+    if not names or any(g not in GETS for g in names):
+        raise ValueError(f"get must be 'nngp', 'ntk' or a sequence of them, got {get!r}")
+    return names
+
+
+def spatial_mode(net, in_shape: tuple, out_shape: tuple) -> str:
+    """"none" for vectors; "full" (all pixel pairs) when a layer needs them or the output is an image; else "diag"."""
+    if len(in_shape) == 1:
+        return "none"
+    return "full" if net._uses_pixel_pairs() or len(out_shape) > 1 else "diag"
+
+
+@functools.partial(jax.jit, static_argnames=("net", "spatial", "same", "want_ntk", "diagonal"))
+def _evaluate(net, xa: Array, xb: Optional[Array], *, spatial: str, same: bool, want_ntk: bool, diagonal: bool) -> tuple:
+    """(nngp, ntk) of one tile by the generic layer maps (ntk omitted when not wanted)."""
+    k = input_state(xa, xb, spatial=spatial, same=same, diagonal=diagonal, want_ntk=want_ntk)
+    k = net._kernel(k, tuple(xa.shape[1:]), "")
+    return (k.nngp, k.ntk) if want_ntk else (k.nngp,)
+
+
+def _mirror(spatial_out: int):
+    """The transpose of a (b1, b2, S...) tile: swap the batch axes, and the pixel halves of a full S."""
+
+    def transpose(t):
+        t = np.swapaxes(t, 0, 1) if isinstance(t, np.ndarray) else jnp.swapaxes(t, 0, 1)
+        if spatial_out == 4:
+            t = t.transpose(0, 1, 4, 5, 2, 3)
+        return t
+
+    return transpose
+
+
+def generic(net, x1: Array, x2: Optional[Array], *, spatial: str, out_shape: tuple, want_ntk: bool,
+            diagonal: bool, block_size: Optional[int]) -> tuple:
+    """The generic path: every layer's kernel map, in tiles from :func:`ntknotes.tiling.pairwise`."""
+    h_w = int(np.prod(x1.shape[1:3])) if spatial != "none" else 1
+    per_pair = {"none": 1, "diag": h_w, "full": h_w * h_w}[spatial]
+    if diagonal:
+        block = block_size or tiling.tile_edge(per_pair, tiling.DEFAULT_BUDGET * 64, cap=2**16)
+        return tiling.rowwise(lambda xb: _evaluate(net, xb, None, spatial=spatial, same=False, want_ntk=want_ntk,
+                                                   diagonal=True), x1, block=block)
+    block = block_size or tiling.tile_edge(per_pair, cap=_FC_TILE)
+    spatial_out = len(out_shape) - 1 if len(out_shape) > 1 else 0
+    if spatial_out and spatial == "full":
+        spatial_out = 4
+    return tiling.pairwise(
+        lambda a, b, same: _evaluate(net, a, b, spatial=spatial, same=same, want_ntk=want_ntk, diagonal=False),
+        x1, x2, block=block, transpose=_mirror(spatial_out),
+    )
+
+
+def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_size: Optional[int], dtype) -> tuple:
+    consts = spec.constants(dtype)
+    d = int(x1.shape[1])
+    if diagonal:
+        q, th = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d)
+        return (q[-1], th)
+
+    def prepare(xb):
+        return xb, _fc.diag_jit(spec.act, xb, *consts, spec.depth, d)[0]
+
+    def tile(a, b, same):
+        return _fc.tile_jit(spec.act, a[0], b[0], a[1], b[1], *consts, d, same)
+
+    block = block_size or _FC_TILE
+    return tiling.pairwise(tile, x1, x2, block=block, prepare=prepare)
+
+
+_FC_TILE = 512  # tiles of the fused FC path: a 512² tile's few arrays stay in a core's L2/L3 cache
+
+
+def kernel(net, x1, x2=None, *, get: Union[str, Sequence[str]] = GETS, diagonal: bool = False,
+           block_size: Optional[int] = None, dtype=None, fast: bool = True) -> Union[KernelPair, Array]:
+    """See :meth:`ntknotes.stax.base.Layer.kernel`; ``fast=False`` forces the generic path."""
+    names = _check_get(get)
+    if not isinstance(diagonal, bool):
+        raise TypeError(f"diagonal must be True or False, got {diagonal!r}")
+    if block_size is not None:
+        block_size = check_positive_int(block_size, "block_size")
+    in_shape = check_inputs(x1, x2)
+    if diagonal and x2 is not None:
+        raise ValueError("diagonal=True gives K(x, x) for the points of x1; pass x2=None")
+    out_shape = _output_shape(net, in_shape)
+    if is_multi(out_shape):
+        raise ValueError(f"the network ends in {len(out_shape)} branches {list(out_shape)}; merge them with FanInSum() or FanInConcat()")
+    dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
+    x1 = jnp.asarray(x1, dtype)
+    x2 = None if x2 is None else jnp.asarray(x2, dtype)
+    want_ntk = "ntk" in names
+    spec = _fc.match(net, in_shape) if fast else None
+    cspec = _cntk.match(net, in_shape) if fast and spec is None and not diagonal else None
+    if spec is not None:
+        res = _fc_path(spec, x1, x2, want_ntk=want_ntk, diagonal=diagonal, block_size=block_size, dtype=dtype)
+    elif cspec is not None:
+        gap = cspec.pooling == "gap"
+        backend = _cntk.choose_backend(cspec.act, "auto")
+        out = _cntk.readouts(x1, x2, depths=(cspec.depth,), gap=gap, act=cspec.act, sw2=cspec.sw2, sb2=cspec.sb2,
+                             block_size=block_size, dtype=dtype, backend=backend)
+        res = (out[0, 2], out[0, 3]) if gap else (out[0, 0], out[0, 1])
+    else:
+        spatial = spatial_mode(net, in_shape, out_shape)
+        res = generic(net, x1, x2, spatial=spatial, out_shape=out_shape, want_ntk=want_ntk, diagonal=diagonal,
+                      block_size=block_size)
+    nngp = res[0]
+    ntk = res[1] if want_ntk else None
+    if isinstance(get, str):
+        return nngp if get == "nngp" else ntk
+    return KernelPair(nngp if "nngp" in names else None, ntk)
