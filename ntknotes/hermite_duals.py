@@ -295,6 +295,9 @@ class HermiteDual:
                 tail = tail + (t1 * t2) * rho**kp
                 continue
             mu = jnp.sqrt(_ratio(t1, c1[last]) * _ratio(t2, c2[last]))
+            # μ rounds to 1 when the last coefficient is below the tail's rounding (float32):
+            # keep 1 - μ > 0 so that the factor is 1 at ρ² = 1 instead of 0/0
+            mu = jnp.minimum(mu, 1.0 - 4.0 * jnp.finfo(mu.dtype).eps)
             tail = tail + (t1 * t2) * rho**kp * ((1.0 - mu) / (1.0 - mu * r2))
         return poly + tail
 

@@ -224,3 +224,15 @@ def test_nngp_matches_finite_networks_monte_carlo(name):
     emp, se = prods.mean(0), prods.std(0) / math.sqrt(draws)
     z = (emp - k) / (se + 3.0 / width * np.abs(k).max())
     assert np.abs(z).max() < 5.0, z
+
+
+def test_series_float32_kernel_is_finite_on_the_diagonal():
+    """float32 (24 terms): μ used to round to 1 and give 0/0 on diagonal entries (N = 1000 benchmark)."""
+    act = A.tanh()
+    q = jnp.linspace(0.5, 4.0, 64, dtype=jnp.float32)
+    c, cd = act.dual_and_derivative(q, q, q)
+    assert c.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(c))) and bool(jnp.all(jnp.isfinite(cd)))
+    ref = act.dual_and_derivative(q.astype(jnp.float64), q.astype(jnp.float64), q.astype(jnp.float64))
+    np.testing.assert_allclose(np.asarray(c), np.asarray(ref[0]), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(cd), np.asarray(ref[1]), rtol=1e-5)
