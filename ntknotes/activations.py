@@ -575,7 +575,7 @@ def _gelu_pair(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
     """GELU duals E[φφ], E[φ'φ'] for φ(z) = z Φ(z), in closed form.
 
     With p_i = 1 + k_ii, r = k12/√(p1 p2) and D = p1 p2 (1 - r²) = p1 p2 - k12² (derived with
-    Stein's lemma and Gaussian tilting; see tests/test_activations_fast.py for the check):
+    Stein's lemma and Gaussian tilting; checked against scipy quadrature in tests/test_activation_duals.py):
       E[φφ]   = k12 (1/4 + asin(r)/2π) + (k11 k22 + k12² (1/p1 + 1/p2 - 1)) / (2π √D)
       E[φ'φ'] = 1/4 + asin(r)/2π + k12/(2π √D) · (1/p1 + 1/p2 + 1/D)
     √D is formed as √p1 √p2 √((1-r)(1+r)), never as a product of variances; at

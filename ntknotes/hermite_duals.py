@@ -16,8 +16,10 @@ q1 = q2 = q are known exactly from two one-dimensional integrals,
     T_e(q) = Σ_{k >= K, k even} a_k(q)²,   T_o(q) = Σ_{k >= K, k odd} a_k(q)²,
 
 because Σ_k a_k² = E[φ(√q Z)²] and Σ_k (-1)^k a_k² = E[φ(√q Z) φ(-√q Z)]. The pair's tail is
-modelled as √(T_e(q1) T_e(q2)) ρ^{K_e} + √(T_o(q1) T_o(q2)) ρ^{K_o} (K_e, K_o the first even
-and odd index >= K). This is exact at ρ = ±1 when q1 = q2 (every diagonal entry of a kernel,
+modelled per parity as √(T(q1) T(q2)) ρ^{K_p} (1 - μ)/(1 - μ ρ²), a geometric tail a_k² ∝ μ^{k/2}
+with μ = √(μ1 μ2) and μ_i = T/(T + a_last²) matched to each point's last kept coefficient
+(K_e, K_o the first even and odd index >= K; T itself is the direct sum of the coefficients
+K..K+111 plus the remainder of E[φ²] when that exceeds rounding). This is exact at ρ = ±1 when q1 = q2 (every diagonal entry of a kernel,
 and parallel points of equal norm), where the series converges slowly, and by Cauchy–Schwarz
 the true tail of each parity lies within √(T(q1) T(q2)) |ρ|^{K_p} of zero, so
 
