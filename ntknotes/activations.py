@@ -7,14 +7,16 @@ infinite-width theory needs from it:
   ``dual_derivative(k11, k12, k22) = E[φ'(u) φ'(v)]`` for a centred bivariate
   Gaussian ``(u, v)`` with covariance ``[[k11, k12], [k12, k22]]``, in closed form
   where one is known (ReLU and leaky ReLU via the arc-cosine kernel
-  :cite:`cho2009kernel`, erf via arcsin, identity, sin) and by two-dimensional
-  quadrature otherwise;
+  :cite:`cho2009kernel`, erf via arcsin, GELU, identity, sin) and otherwise from a
+  series in the correlation with per-point Hermite coefficients, tabulated once per
+  activation (:mod:`ntknotes.hermite_duals`: O(N·K) + O(N²·K) for a kernel, with an error
+  bound); the two-dimensional quadrature below stays as the reference the tests use;
 * the normalized Hermite coefficients ``a_k = E[φ(Z) h_k(Z)]`` with
   ``h_k = He_k / sqrt(k!)`` and ``Z ~ N(0, 1)``;
 * ``A = E[φ(Z)]``, ``A' = E[φ'(Z)]``, ``B = E[φ'(Z)^2]`` and the second moment
   ``E[φ(Z)^2]``; :meth:`Activation.normalized` rescales φ so that it equals 1.
 
-Quadrature: smooth activations use a tensor Gauss–Legendre rule in whitened
+Quadrature (the reference): smooth activations use a tensor Gauss–Legendre rule in whitened
 coordinates (truncated at |z| = 11, split at 0); activations with kinks at 0 (ReLU-like) use a polar rule whose
 angular panels are split exactly where ``u = 0`` or ``v = 0``, with a
 Gauss–Legendre rule in the radius. Both reach ~1e-12 on the closed forms.
@@ -33,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import hermite_duals
 from . import precision  # noqa: F401  (sets the float policy)
 from ._checks import check_positive, check_positive_int
 
@@ -48,6 +51,8 @@ __all__ = [
     "identity",
     "sin",
     "gelu",
+    "silu",
+    "softplus",
     "abs_centered",
     "hermite",
     "hermite_series",
@@ -56,6 +61,8 @@ __all__ = [
     "gaussian_expectation",
     "bivariate_expectation",
     "arccos",
+    "arcsin",
+    "correlation",
     "ACTIVATIONS",
 ]
 
@@ -128,18 +135,31 @@ def _correlation(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array, Arra
     """sqrt(k11), sqrt(k22) and the clipped correlation ρ (0 where a variance vanishes)."""
     s1 = jnp.sqrt(jnp.maximum(k11, 0.0))
     s2 = jnp.sqrt(jnp.maximum(k22, 0.0))
-    return s1, s2, _rho(k11, k12, k22)
+    return s1, s2, correlation(k11, k12, k22)
+
+
+def correlation(k11: Array, k12: Array, k22: Array) -> Array:
+    """ρ = k12/√(k11 k22) clipped to [-1, 1], 0 where a variance vanishes; arrays broadcast.
+
+    Computed in scaled form, ρ = (k12/m)/√((k11/m)(k22/m)) with m = max(k11, k22), so variances
+    anywhere in the floating-point range work (the product k11·k22 would overflow above ~1e154
+    and underflow below ~1e-154). When k11 = k12 = k22 the result is exactly 1 (all three
+    ratios are 1), which matters because arccos(1 - ε) ≈ √(2ε).
+
+    Example:
+      >>> float(correlation(1e200, 1e200, 1e200))
+      1.0
+    """
+    k11, k12, k22 = jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)
+    m = jnp.maximum(k11, k22)
+    ok = (k11 > 0) & (k22 > 0)
+    safe = jnp.where(ok, m, 1.0)
+    denom = jnp.sqrt(jnp.where(ok, (k11 / safe) * (k22 / safe), 1.0))
+    return jnp.where(ok, jnp.clip((k12 / safe) / denom, -1.0, 1.0), 0.0)
 
 
 def _rho(k11: Array, k12: Array, k22: Array) -> Array:
-    """ρ = k12/√(k11 k22) clipped to [-1, 1], 0 where a variance vanishes.
-
-    One square root of the product (not a product of roots): when k11 = k12 = k22 this gives
-    ρ = 1 exactly (√(fl(q²)) = q in IEEE arithmetic), which matters because arccos(1 - ε) ≈ √(2ε).
-    """
-    denom = jnp.sqrt(jnp.maximum(k11 * k22, 0.0))
-    safe = jnp.where(denom > 0, denom, 1.0)
-    return jnp.where(denom > 0, jnp.clip(k12 / safe, -1.0, 1.0), 0.0)
+    return correlation(k11, k12, k22)
 
 
 def bivariate_expectation(
@@ -228,6 +248,13 @@ class Activation:
         ReLU, ABReLU, identity) a map ρ ↦ (J(ρ), J̇(ρ)), the two duals at unit variances and
         correlation ρ; then E[φ(u)φ(v)] = √(k11 k22) J(ρ) and E[φ'(u)φ'(v)] = J̇(ρ). Kernels use
         it for a fast recursion on correlations; ``None`` otherwise.
+      dual_pair_fn: both closed forms at once, (k11, k12, k22) -> (E[φφ], E[φ'φ']), sharing work
+        (per-point factors are computed on k11's and k22's own shapes); ``None`` otherwise.
+      hermite_terms: K, the series length of the fast general path
+        (:class:`ntknotes.hermite_duals.HermiteDual`) used when no closed form exists.
+      fast_series: False keeps the two-dimensional quadrature for an activation without a
+        closed form (the Hermite polynomials of :func:`hermite_series`, whose deep-limit tests
+        iterate the dual map at an unstable fixed point and need ρ = 1 ↦ 1 to the last ulp).
 
     Instances compare and hash by identity; the constructors below are cached.
     """
@@ -239,6 +266,9 @@ class Activation:
     dual_deriv_fn: Optional[DualFn] = None
     smooth: bool = True
     homogeneous_dual: Optional[Callable[[Array], tuple[Array, Array]]] = None
+    dual_pair_fn: Optional[Callable[[Array, Array, Array], tuple[Array, Array]]] = None
+    hermite_terms: int = hermite_duals.DEFAULT_TERMS
+    fast_series: bool = True
 
     # -- evaluation --------------------------------------------------------
     def __call__(self, z: Array) -> Array:
@@ -258,26 +288,78 @@ class Activation:
         return self.dual_fn is not None and self.dual_deriv_fn is not None
 
     # -- dual maps ---------------------------------------------------------
+    @functools.cached_property
+    def hermite(self) -> hermite_duals.HermiteDual:
+        """The fast general path: per-point Hermite coefficients tabulated in the variance."""
+        return hermite_duals.HermiteDual(self.fn, self.derivative, self.hermite_terms)
+
+    @property
+    def uses_series(self) -> bool:
+        """True when the duals come from the Hermite series (no closed form, not homogeneous)."""
+        return (
+            self.fast_series
+            and self.homogeneous_dual is None
+            and not self.has_closed_form
+            and self.dual_pair_fn is None
+        )
+
     def dual(self, k11: Array, k12: Array, k22: Array) -> Array:
-        """E[φ(u)φ(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]); arrays broadcast."""
+        """E[φ(u)φ(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]); arrays broadcast.
+
+        Closed form where known, otherwise the Hermite series of :attr:`hermite`
+        (error bounded by :meth:`dual_error_bound`).
+        """
         if self.dual_fn is not None:
             return self.dual_fn(*jnp.broadcast_arrays(jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)))
-        return self.dual_quadrature(k11, k12, k22)
+        if not self.fast_series:
+            return self.dual_quadrature(k11, k12, k22)
+        return self.dual_and_derivative(k11, k12, k22)[0]
 
     def dual_derivative(self, k11: Array, k12: Array, k22: Array) -> Array:
         """E[φ'(u)φ'(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]); arrays broadcast."""
         if self.dual_deriv_fn is not None:
             return self.dual_deriv_fn(*jnp.broadcast_arrays(jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)))
-        return self.dual_derivative_quadrature(k11, k12, k22)
+        if not self.fast_series:
+            return self.dual_derivative_quadrature(k11, k12, k22)
+        return self.dual_and_derivative(k11, k12, k22)[1]
 
     def dual_and_derivative(self, k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
-        """(E[φ(u)φ(v)], E[φ'(u)φ'(v)]) together, sharing work (one arccos for ReLU); arrays broadcast."""
-        k11, k12, k22 = jnp.broadcast_arrays(jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22))
+        """(E[φ(u)φ(v)], E[φ'(u)φ'(v)]) together, sharing work; arrays broadcast.
+
+        Args:
+          k11, k12, k22: variances and covariance, broadcastable (e.g. (N, 1), (N, M), (1, M)).
+            Per-point work (square roots, Hermite coefficients) is done on k11's and k22's own
+            shapes, so pass them unbroadcast for speed.
+        Returns:
+          Two arrays of the broadcast shape.
+
+        Example:
+          >>> q = jnp.array([1.0, 2.0])
+          >>> k, kd = gelu().dual_and_derivative(q[:, None], 0.5 * jnp.ones((2, 2)), q[None, :])
+        """
+        k11, k12, k22 = jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)
         if self.homogeneous_dual is not None:
             s1, s2, rho = _correlation(k11, k12, k22)
             j, jdot = self.homogeneous_dual(rho)
             return s1 * s2 * j, jdot
-        return self.dual(k11, k12, k22), self.dual_derivative(k11, k12, k22)
+        if self.dual_pair_fn is not None:
+            return self.dual_pair_fn(k11, k12, k22)
+        if self.has_closed_form or not self.fast_series:
+            return self.dual(k11, k12, k22), self.dual_derivative(k11, k12, k22)
+        shape = jnp.broadcast_shapes(k11.shape, k12.shape, k22.shape)
+        k, kd = self.hermite.dual_and_derivative(k11, k12, k22)
+        return jnp.broadcast_to(k, shape), jnp.broadcast_to(kd, shape)
+
+    def dual_error_bound(self, k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
+        """Bounds on the error of (dual, dual_derivative): zeros for closed forms, else the series bound.
+
+        See :meth:`ntknotes.hermite_duals.HermiteDual.error_bound`; tabulation adds ~1e-12·E[φ²].
+        """
+        k11, k12, k22 = jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)
+        if not self.uses_series:
+            z = jnp.zeros(jnp.broadcast_shapes(k11.shape, k12.shape, k22.shape), jnp.result_type(k11, k12, k22, float))
+            return z, z
+        return self.hermite.error_bound(k11, k12, k22)
 
     def dual_quadrature(self, k11: Array, k12: Array, k22: Array) -> Array:
         """E[φ(u)φ(v)] by quadrature, whether or not a closed form exists."""
@@ -361,6 +443,8 @@ def _scaled(act: Activation, c: float) -> Activation:
     ddual = (lambda a, b, d: c2 * act.dual_deriv_fn(a, b, d)) if act.dual_deriv_fn else None
     hom = act.homogeneous_dual
     unit = (lambda r: tuple(c2 * v for v in hom(r))) if hom is not None else None
+    both = act.dual_pair_fn
+    pair = (lambda a, b, d: tuple(c2 * v for v in both(a, b, d))) if both is not None else None
     return Activation(
         name=f"{c:.6g}*{act.name}",
         fn=lambda z: c * fn(z),
@@ -369,6 +453,9 @@ def _scaled(act: Activation, c: float) -> Activation:
         dual_deriv_fn=ddual,
         smooth=act.smooth,
         homogeneous_dual=unit,
+        dual_pair_fn=pair,
+        hermite_terms=act.hermite_terms,
+        fast_series=act.fast_series,
     )
 
 
@@ -406,11 +493,7 @@ def arccos(rho: Array) -> Array:
     a = jnp.minimum(jnp.abs(rho), 1.0)
     big = a > 0.5
     t = jnp.where(big, jnp.sqrt(0.5 * (1.0 - a)), a)
-    z = t * t
-    p = jnp.full_like(z, _ASIN_COEFFS[-1])
-    for coeff in _ASIN_COEFFS[-2::-1]:
-        p = p * z + coeff
-    asin_t = t + t * z * p
+    asin_t = _asin_small(t)
     acos_a = jnp.where(big, 2.0 * asin_t, 0.5 * math.pi - asin_t)
     return jnp.where(rho < 0, math.pi - acos_a, acos_a)
 
@@ -432,14 +515,83 @@ def _relu_dual_deriv(k11: Array, k12: Array, k22: Array) -> Array:
     return _relu_unit(_rho(k11, k12, k22))[1]
 
 
+def _asin_small(t: Array) -> Array:
+    """asin t for 0 <= t <= 1/2 from the polynomial above (~1 ulp)."""
+    z = t * t
+    p = jnp.full_like(z, _ASIN_COEFFS[-1])
+    for coeff in _ASIN_COEFFS[-2::-1]:
+        p = p * z + coeff
+    return t + t * z * p
+
+
+def arcsin(x: Array) -> Array:
+    """arcsin x for x in [-1, 1], elementwise, to a few ulp (values outside are clipped).
+
+    Branch-free and vectorizable like :func:`arccos` (XLA's arcsin is a scalar libm call on CPU):
+    asin|x| = π/2 - 2 asin(√((1-|x|)/2)) for |x| > 1/2, the polynomial otherwise. Relative
+    accuracy is kept near 0 (asin x ≈ x).
+    """
+    x = jnp.asarray(x)
+    a = jnp.minimum(jnp.abs(x), 1.0)
+    big = a > 0.5
+    t = jnp.where(big, jnp.sqrt(0.5 * (1.0 - a)), a)
+    s = _asin_small(t)
+    out = jnp.where(big, 0.5 * math.pi - 2.0 * s, s)
+    return jnp.where(x < 0, -out, out)
+
+
+def _inv_sqrt_1p2q(k: Array) -> Array:
+    """1/√(1 + 2k): the erf duals' per-point factor (finite for any k >= 0)."""
+    return jax.lax.rsqrt(1.0 + 2.0 * jnp.maximum(k, 0.0))
+
+
+def _erf_pair(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
+    """erf duals with per-point factors t = 1/√(1+2k) computed on k11's and k22's own shapes.
+
+    r = 2 k12 t1 t2; E[erf erf] = (2/π) arcsin r; E[erf' erf'] = (4/π) t1 t2 / √(1 - r²).
+    No product of variances is formed, so any variance in range works. At k11 = k12 = k22 = q,
+    1 - r² = (1 + 4q)/(1 + 2q)² > 0, so the derivative stays finite on the diagonal.
+    """
+    t1, t2 = _inv_sqrt_1p2q(k11), _inv_sqrt_1p2q(k22)
+    t12 = t1 * t2
+    r = jnp.clip(2.0 * k12 * t12, -1.0, 1.0)
+    # 1 - r² for r = 2k t² near 1 (k11 = k12 = k22 = k): (1 + 4k) t⁴ exactly, rounding-safe
+    one_minus = jnp.maximum((1.0 - r) * (1.0 + r), jnp.finfo(r.dtype).tiny)
+    return (2.0 / math.pi) * arcsin(r), (4.0 / math.pi) * t12 * jax.lax.rsqrt(one_minus)
+
+
 def _erf_dual(k11: Array, k12: Array, k22: Array) -> Array:
-    denom = jnp.sqrt((1.0 + 2.0 * k11) * (1.0 + 2.0 * k22))
-    return (2.0 / math.pi) * jnp.arcsin(jnp.clip(2.0 * k12 / denom, -1.0, 1.0))
+    return _erf_pair(k11, k12, k22)[0]
 
 
 def _erf_dual_deriv(k11: Array, k12: Array, k22: Array) -> Array:
-    det = (1.0 + 2.0 * k11) * (1.0 + 2.0 * k22) - 4.0 * k12**2
-    return (4.0 / math.pi) / jnp.sqrt(jnp.maximum(det, 1e-300))
+    return _erf_pair(k11, k12, k22)[1]
+
+
+_INV_2PI = 0.5 / math.pi
+
+
+def _gelu_pair(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
+    """GELU duals E[φφ], E[φ'φ'] for φ(z) = z Φ(z), in closed form.
+
+    With p_i = 1 + k_ii, r = k12/√(p1 p2) and D = p1 p2 (1 - r²) = p1 p2 - k12² (derived with
+    Stein's lemma and Gaussian tilting; checked against scipy quadrature in tests/test_activation_duals.py):
+      E[φφ]   = k12 (1/4 + asin(r)/2π) + (k11 k22 + k12² (1/p1 + 1/p2 - 1)) / (2π √D)
+      E[φ'φ'] = 1/4 + asin(r)/2π + k12/(2π √D) · (1/p1 + 1/p2 + 1/D)
+    √D is formed as √p1 √p2 √((1-r)(1+r)), never as a product of variances; at
+    k11 = k12 = k22 = q, D = 1 + 2q > 0, so both maps are smooth at ρ = 1.
+    """
+    i1, i2 = jax.lax.rsqrt(1.0 + jnp.maximum(k11, 0.0)), jax.lax.rsqrt(1.0 + jnp.maximum(k22, 0.0))
+    ip1, ip2 = i1 * i1, i2 * i2
+    r = jnp.clip(k12 * (i1 * i2), -1.0, 1.0)
+    # 1 - r² = D/(p1 p2); for r near 1 use D = p1 + p2 - 1 + (k11 k22 - k12²) when k12² ~ k11 k22
+    one_minus = (1.0 - r) * (1.0 + r)
+    inv_sqrt_d = (i1 * i2) * jax.lax.rsqrt(jnp.maximum(one_minus, jnp.finfo(r.dtype).tiny))
+    base = 0.25 + _INV_2PI * arcsin(r)
+    c = _INV_2PI * inv_sqrt_d
+    dual = k12 * base + c * (k11 * k22 + k12 * k12 * (ip1 + ip2 - 1.0))
+    ddual = base + c * k12 * (ip1 + ip2 + inv_sqrt_d * inv_sqrt_d)
+    return dual, ddual
 
 
 @functools.lru_cache(maxsize=None)
@@ -498,18 +650,19 @@ def erf() -> Activation:
         dual_fn=_erf_dual,
         dual_deriv_fn=_erf_dual_deriv,
         smooth=True,
+        dual_pair_fn=_erf_pair,
     )
 
 
 @functools.lru_cache(maxsize=None)
 def tanh() -> Activation:
-    """φ(z) = tanh(z); duals by quadrature."""
+    """φ(z) = tanh(z); duals by the Hermite series (:mod:`ntknotes.hermite_duals`)."""
     return Activation(name="tanh", fn=jnp.tanh, deriv=lambda z: 1.0 - jnp.tanh(z) ** 2, smooth=True)
 
 
 @functools.lru_cache(maxsize=None)
 def sigmoid_centered() -> Activation:
-    """φ(z) = sigmoid(z) - 1/2 (an odd function); duals by quadrature."""
+    """φ(z) = sigmoid(z) - 1/2 (an odd function); duals by the Hermite series."""
 
     def d(z):
         s = jax.nn.sigmoid(z)
@@ -532,6 +685,18 @@ def identity() -> Activation:
     )
 
 
+def _sin_duals(w2: float, k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
+    """e^{-w²(k11+k22)/2} (sinh, cosh)(w² k12) as ½(e^{-w² m_-} ∓ e^{-w² m_+}), m_± = (k11+k22)/2 ± k12.
+
+    Both exponents are <= 0 for a covariance (|k12| <= (k11+k22)/2), so nothing overflows
+    (the product form gives inf·0 = NaN once w² k12 > ~710).
+    """
+    mean = 0.5 * (k11 + k22)
+    e_minus = jnp.exp(-w2 * jnp.maximum(mean - k12, 0.0))
+    e_plus = jnp.exp(-w2 * jnp.maximum(mean + k12, 0.0))
+    return 0.5 * (e_minus - e_plus), 0.5 * w2 * (e_minus + e_plus)
+
+
 @functools.lru_cache(maxsize=None)
 def sin(frequency: float = 1.0) -> Activation:
     """φ(z) = sin(w z) with w = ``frequency``.
@@ -546,15 +711,16 @@ def sin(frequency: float = 1.0) -> Activation:
         name="sin" if w == 1.0 else f"sin({w:g}z)",
         fn=lambda z: jnp.sin(w * z),
         deriv=lambda z: w * jnp.cos(w * z),
-        dual_fn=lambda k11, k12, k22: jnp.exp(-0.5 * w2 * (k11 + k22)) * jnp.sinh(w2 * k12),
-        dual_deriv_fn=lambda k11, k12, k22: w2 * jnp.exp(-0.5 * w2 * (k11 + k22)) * jnp.cosh(w2 * k12),
+        dual_fn=lambda k11, k12, k22: _sin_duals(w2, k11, k12, k22)[0],
+        dual_deriv_fn=lambda k11, k12, k22: _sin_duals(w2, k11, k12, k22)[1],
+        dual_pair_fn=lambda k11, k12, k22: _sin_duals(w2, k11, k12, k22),
         smooth=True,
     )
 
 
 @functools.lru_cache(maxsize=None)
 def gelu() -> Activation:
-    """GELU φ(z) = z Φ(z) (exact, not the tanh approximation); duals by quadrature."""
+    """GELU φ(z) = z Φ(z) (exact, not the tanh approximation), with closed-form duals (:func:`_gelu_pair`)."""
     inv_sqrt2 = 1.0 / math.sqrt(2.0)
 
     def cdf(z):
@@ -563,7 +729,32 @@ def gelu() -> Activation:
     def d(z):
         return cdf(z) + z * jnp.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
 
-    return Activation(name="gelu", fn=lambda z: z * cdf(z), deriv=d, smooth=True)
+    return Activation(
+        name="gelu",
+        fn=lambda z: z * cdf(z),
+        deriv=d,
+        dual_fn=lambda k11, k12, k22: _gelu_pair(k11, k12, k22)[0],
+        dual_deriv_fn=lambda k11, k12, k22: _gelu_pair(k11, k12, k22)[1],
+        dual_pair_fn=_gelu_pair,
+        smooth=True,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def silu() -> Activation:
+    """SiLU (swish) φ(z) = z·sigmoid(z); duals by the Hermite series (no closed form is known)."""
+
+    def d(z):
+        s = jax.nn.sigmoid(z)
+        return s * (1.0 + z * (1.0 - s))
+
+    return Activation(name="silu", fn=lambda z: z * jax.nn.sigmoid(z), deriv=d, smooth=True)
+
+
+@functools.lru_cache(maxsize=None)
+def softplus() -> Activation:
+    """Softplus φ(z) = log(1 + e^z) (φ' = sigmoid); duals by the Hermite series."""
+    return Activation(name="softplus", fn=jax.nn.softplus, deriv=jax.nn.sigmoid, smooth=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -600,7 +791,8 @@ def hermite_series(coeffs: tuple[float, ...], name: Optional[str] = None) -> Act
       coeffs: a tuple (c_0, ..., c_K) of floats.
       name: optional display name.
     The derivative is Σ_k c_k √k h_{k-1}; duals for general covariances come from
-    quadrature (accurate to ~1e-13 for moderate degrees).
+    quadrature (accurate to ~1e-13 for moderate degrees; ``fast_series=False``, see
+    :class:`Activation`).
     """
     if not isinstance(coeffs, tuple) or len(coeffs) == 0:
         raise TypeError(f"coeffs must be a non-empty tuple of floats, got {coeffs!r}")
@@ -613,6 +805,7 @@ def hermite_series(coeffs: tuple[float, ...], name: Optional[str] = None) -> Act
         fn=lambda z: _hermite_poly(z, c),
         deriv=lambda z: _hermite_poly(z, dc),
         smooth=True,
+        fast_series=False,
     )
 
 
@@ -648,7 +841,10 @@ def from_callable(
     smooth: bool = True,
     deriv: Optional[Callable[[Array], Array]] = None,
 ) -> Activation:
-    """Wrap any elementwise jnp-traceable function as an Activation (duals by quadrature).
+    """Wrap any elementwise jnp-traceable function as an Activation.
+
+    Its duals come from the fast Hermite series (:mod:`ntknotes.hermite_duals`); the
+    quadrature methods remain available as a reference.
 
     Args:
       fn: φ, elementwise.
@@ -674,6 +870,8 @@ ACTIVATIONS: dict[str, Callable[[], Activation]] = {
     "linear": identity,
     "sin": sin,
     "gelu": gelu,
+    "silu": silu,
+    "softplus": softplus,
     "abs_centered": abs_centered,
 }
 
@@ -682,7 +880,7 @@ def get_activation(spec: "str | Activation | Callable") -> Activation:
     """Resolve an activation given as an :class:`Activation`, a registered name, or a callable.
 
     Registered names: relu, leaky_relu, erf, tanh, sigmoid_centered, identity (linear),
-    sin, gelu, abs_centered. Raises ValueError for an unknown name.
+    sin, gelu, silu, softplus, abs_centered. Raises ValueError for an unknown name.
     """
     if isinstance(spec, Activation):
         return spec
