@@ -68,7 +68,8 @@ def _default_mode(app: Any, config: Any) -> None:
 
 def _script_key(script: Any) -> tuple:
     attributes = getattr(script, "attributes", {}) or {}
-    return (getattr(script, "filename", str(script)), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+    # the builder's copy has filename "" where the registry's has None
+    return (getattr(script, "filename", str(script)) or "", tuple(sorted((k, str(v)) for k, v in attributes.items())))
 
 
 def _unique_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
@@ -90,5 +91,6 @@ def setup(app: Any) -> dict:
     app.connect("autodoc-process-docstring", _process_docstring, priority=600)  # after napoleon (500)
     app.connect("html-collect-pages", _drop_sourceless, priority=400)  # before viewcode (500)
     app.connect("config-inited", _default_mode)
-    app.connect("html-page-context", _unique_scripts, priority=900)  # after every theme and extension
+    # early: html-page-context stops at the first handler that returns a template name
+    app.connect("html-page-context", _unique_scripts, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
