@@ -154,7 +154,7 @@ def _recipe(target: str) -> str:
 def test_make_test_runs_every_stage():
     assert re.search(r"^test: \$\(STAMP\) chromium$", MAKEFILE, flags=re.M)
     recipe = _recipe("test")
-    assert re.findall(r"\$\(MAKE\) (\S+)", recipe) == ["pytest", "nbval", "book-strict"]
+    assert re.findall(r"\$\(MAKE\) (\S+)", recipe) == ["pytest", "nbval", "book-strict", "colab-one"]
     assert "tests/test_site.py" in recipe, "the page test runs after the strict build"
     assert "-W -n --keep-going" in _recipe("book-strict")
     assert "--nbval-lax" in _recipe("nbval")
