@@ -38,7 +38,6 @@ from .. import dynamics
 from .._checks import check_positive, check_positive_int
 from ..data import augment_with_one, load_digits, toy_1d
 from ..empirical import mlp_ntk
-from ..kernels import nngp_ntk
 from ..networks import MLP
 from ..stats import loglog_slope
 from ..training import linearize, train, train_ensemble
@@ -156,11 +155,14 @@ def weight_change(config: Union[str, WeightChangeConfig] = "default", key: Optio
     data = load_digits(cfg.n_train, 10, key=k_data, targets="onehot_centered")
     dtype = _dtype(cfg.dtype)
     x, y = jnp.asarray(data.x_train, dtype), jnp.asarray(data.y_train, dtype)
-    theta = nngp_ntk(data.x_train, depth=cfg.depth, activation="relu", sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b).ntk
+    def make(width):  # one description of the networks; its kernels do not depend on the width
+        return MLP(data.in_dim, width, cfg.depth, 10, "relu", cfg.sigma_w, cfg.sigma_b)
+
+    theta = make(cfg.widths[0]).kernels(data.x_train).ntk
     lr = cfg.lr_factor / _lmax(theta)
     changes, ntk_changes, ratios = [], [], []
     for width in cfg.widths:
-        net = MLP(data.in_dim, width, cfg.depth, 10, "relu", cfg.sigma_w, cfg.sigma_b)
+        net = make(width)
         init = lambda k, net=net: net.init(k, dtype)  # noqa: E731
         keys = jax.random.split(jax.random.fold_in(k_nets, width), cfg.seeds)
         hist = train_ensemble(net.apply, init, keys, x, y, lr=lr, steps=cfg.steps, record_steps=[0, cfg.steps],
@@ -264,14 +266,16 @@ def tracking(config: Union[str, TrackingConfig] = "default", key: Optional[jax.A
     dtype = _dtype(cfg.dtype)
     x, xt = jnp.asarray(data.x_train, dtype), jnp.asarray(data.x_test, dtype)
     y = jnp.asarray(data.y_train, dtype)
-    kw = dict(depth=cfg.depth, activation="relu", sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b)
-    theta = nngp_ntk(data.x_train, **kw).ntk
-    theta_t = nngp_ntk(data.x_test, data.x_train, **kw).ntk
+    def make(width):  # one description of the networks; its kernels do not depend on the width
+        return MLP(data.in_dim, width, cfg.depth, 1, "relu", cfg.sigma_w, cfg.sigma_b)
+
+    theta = make(cfg.widths[0]).kernels(data.x_train).ntk
+    theta_t = make(cfg.widths[0]).kernels(data.x_test, data.x_train).ntk
     lr = cfg.lr_factor / _lmax(theta)
     rec = _log_steps(cfg.steps, cfg.n_record)
     train_out, test_out = [], []
     for width in cfg.widths:
-        net = MLP(data.in_dim, width, cfg.depth, 1, "relu", cfg.sigma_w, cfg.sigma_b)
+        net = make(width)
         p0 = net.init(jax.random.fold_in(k_nets, width), dtype)
         runs = [train(net.apply, p0, x, y, lr=lr, steps=cfg.steps, record_steps=rec, x_eval=xt, linearized=lin)
                 for lin in (False, True)]
@@ -420,8 +424,7 @@ def _ensemble(cfg: EnsembleConfig, key: jax.Array, progress: bool) -> EnsembleRe
         progress=progress,
     )
     out = hist.eval_outputs[..., 0]  # (E, R, A)
-    kw = dict(depth=cfg.depth, activation="tanh", sigma_w=cfg.sigma_w, sigma_b=0.0)
-    tr, cross, pp = (nngp_ntk(data.x_train, **kw), nngp_ntk(path, data.x_train, **kw), nngp_ntk(path, **kw))
+    tr, cross, pp = (net.kernels(data.x_train), net.kernels(path, data.x_train), net.kernels(path))
     n = data.n_train
     # the mean loss with step η is the total loss with step η/N
     gp = dynamics.ntkgp_moments(tr.ntk, cross.ntk, tr.nngp, cross.nngp, pp.nngp, data.y_train, hist.steps,
@@ -504,7 +507,7 @@ def toy_predictions(config: Union[str, ToyConfig] = "default", key: Optional[jax
     both = np.concatenate([xa, ga])
     nets = [MLP(2, w, 1, 1, "relu", 1.0, 0.0) for w in cfg.widths]
     params0 = [net.init(jax.random.fold_in(key, w)) for net, w in zip(nets, cfg.widths)]
-    theta = nngp_ntk(xa, depth=1, activation="relu").ntk
+    theta = nets[0].kernels(xa).ntk  # the same for every width
     lmax = max([_lmax(theta)] + [_lmax(mlp_ntk(net, p, jnp.asarray(xa))) for net, p in zip(nets, params0)])
     lr = cfg.lr_factor / lmax
     rec = _log_steps(cfg.steps, cfg.n_record)
@@ -515,7 +518,7 @@ def toy_predictions(config: Union[str, ToyConfig] = "default", key: Optional[jax
         linear.append(hist.eval_outputs[..., 0])
         full.append(np.asarray(jax.vmap(lambda p, net=net: net.apply(p, jnp.asarray(both)))(hist.tracked))[..., 0])
     full, linear = np.array(full), np.array(linear)
-    cross = nngp_ntk(both, xa, depth=1, activation="relu").ntk
+    cross = nets[0].kernels(both, xa).ntk
     zeros_tr, zeros_all = np.zeros((len(x), 1)), np.zeros((len(both), 1))
     inf = np.asarray(dynamics.test_outputs(theta, cross, zeros_tr, zeros_all, y, rec, lr=lr))[..., 0]
     n = len(x)

@@ -28,7 +28,7 @@ import numpy as np
 from .._checks import check_matrix, check_nonnegative, check_positive_int
 from ..activations import get_activation
 from ..empirical import mlp_ntk, mlp_ntk_per_layer
-from ..kernels import layer_kernels, nngp_ntk
+from ..kernels import layer_kernels
 from ..networks import MLP
 from ..stats import loglog_slope
 from .common import Result, resolve_scale
@@ -234,14 +234,14 @@ def heatmap_experiment(key: Optional[Array] = None, *, n_grid: int = 161, extent
     axis = np.linspace(-extent, extent, n_grid)
     gx, gy = np.meshgrid(axis, axis)
     pts = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    kw = dict(depth=1, activation="relu", sigma_w=1.0, sigma_b=0.0)
-    maps = np.asarray(nngp_ntk(pts, centers, **kw).ntk).T.reshape(len(centers), n_grid, n_grid)
+    # one description gives the finite network and its analytic kernels
+    net = MLP(in_dim=2, width=width, depth=1, activation="relu", sigma_w=1.0, sigma_b=0.0)
+    maps = np.asarray(net.kernels(pts, centers).ntk).T.reshape(len(centers), n_grid, n_grid)
     line = np.linspace(-extent, extent, 81)
     xl = np.stack([line, np.ones_like(line)], axis=1)
-    net = MLP(in_dim=2, width=width, depth=1, **{k: v for k, v in kw.items() if k != "depth"})
     params = net.init(key)
     emp = np.asarray(mlp_ntk(net, params, jnp.asarray(centers), jnp.asarray(xl)))
-    ana = np.asarray(nngp_ntk(centers, xl, **kw).ntk)
+    ana = np.asarray(net.kernels(centers, xl).ntk)
     return HeatmapResult(centers, axis, maps, line, ana, emp, width)
 
 
