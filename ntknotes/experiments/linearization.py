@@ -434,7 +434,8 @@ def _ensemble(cfg: EnsembleConfig, key: jax.Array, progress: bool) -> EnsembleRe
         alphas=alphas, steps=hist.steps, members=cfg.members,
         ens_mean=out.mean(axis=0), ens_var=out.var(axis=0, ddof=1),
         gp_mean=np.asarray(gp.mean)[..., 0], gp_var=np.asarray(jnp.diagonal(gp.cov, axis1=1, axis2=2)),
-        nngp_mean=np.asarray(nngp.mean)[:, 0], nngp_var=np.asarray(jnp.diagonal(nngp.cov)),
+        # the posterior variance vanishes at the training inputs, where rounding leaves ~±1e-16
+        nngp_mean=np.asarray(nngp.mean)[:, 0], nngp_var=np.maximum(np.asarray(jnp.diagonal(nngp.cov)), 0.0),
         final_loss=hist.loss[:, -1], width=cfg.width,
     )
 
