@@ -20,6 +20,7 @@ the whole (N1, N2, k, k) tensor.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -320,10 +321,19 @@ def _signals(net, params, x):
     return inputs, grads
 
 
+def _pixel_gram(patch_shape: tuple, out_channels: int) -> bool:
+    """Whether a Conv layer's NTK term is cheaper from pixel-pair Grams, Σ_{p,p'} (patch·patch')(g·g'),
+    costing P²(K + C) per input pair, than from per-example weight gradients (K·C per pair, and
+    K·C scalars per example to hold).  ``patch_shape`` = (P pixels, K = fh·fw·C_in)."""
+    pixels, k_in = patch_shape
+    return pixels * pixels * (k_in + out_channels) <= k_in * out_channels
+
+
 def _layer_factors(net, params, x) -> list:
     """Per Dense/Conv layer, the factors of its NTK term for a block of inputs x (b, ...):
-    Dense: (c_w·input (b, d), backward signals (k, b, n)); Conv: (per-example weight gradients
-    c_w Σ_p patch[p] ⊗ g[p] (k, b, K, C), summed backward signals Σ_p g[p] (k, b, C))."""
+    Dense: (c_w·input (b, d), backward signals (k, b, n)); Conv: either pixel-level factors
+    (c_w·patches (b, P, K), signals (k, b, P, C)) or per-example weight gradients
+    (c_w Σ_p patch[p] ⊗ g[p] (k, b, K, C), summed signals Σ_p g[p] (k, b, C)), whichever is cheaper."""
     from .stax import Dense
 
     inputs, grads = _signals(net, params, x)
@@ -332,8 +342,14 @@ def _layer_factors(net, params, x) -> list:
         cw, _ = layer.scales(v.shape[1:])
         if isinstance(layer, Dense):
             out.append((cw * v, g))
+            continue
+        patches = layer.patches(v)
+        patches = patches.reshape(patches.shape[0], -1, patches.shape[-1])  # (b, P, K)
+        g = g.reshape(g.shape[:2] + (-1, g.shape[-1]))  # (k, b, P, C)
+        if _pixel_gram(patches.shape[1:], g.shape[-1]):
+            out.append((cw * patches, g))
         else:
-            out.append((cw * jnp.einsum("nhwc,anhwo->anco", layer.patches(v), g), jnp.sum(g, axis=(2, 3))))
+            out.append((cw * jnp.einsum("npc,anpo->anco", patches, g), jnp.sum(g, axis=2)))
     return out
 
 
@@ -347,7 +363,13 @@ def _layerwise_tile(net, params, a, b):
         bias = _bias_scale(layer) ** 2 if "b" in p else 0.0
         if isinstance(layer, Dense):
             total = total + (fa @ fb.T + bias) * (jnp.einsum("anj,amj->nm", ga, gb) / k)
-        else:
+        elif fa.ndim == 3:  # pixel-level factors: Σ_{p,p'} (patch·patch') (g·g') + bias (Σ_p g)·(Σ_p' g')
+            fwd = jnp.einsum("npc,mqc->nmpq", fa, fb)
+            back = jnp.einsum("anpo,amqo->nmpq", ga, gb)
+            total = total + jnp.sum(fwd * back, axis=(2, 3)) / k
+            if bias:
+                total = total + bias * jnp.einsum("ano,amo->nm", jnp.sum(ga, axis=2), jnp.sum(gb, axis=2)) / k
+        else:  # per-example weight gradients
             total = total + jnp.einsum("anco,amco->nm", fa, fb) / k + bias * jnp.einsum("ano,amo->nm", ga, gb) / k
     return total
 
@@ -381,7 +403,7 @@ def _layer_params(net, params) -> list:
     return [params] if isinstance(net, (Dense, Conv)) else []
 
 
-_LAYERWISE_BUDGET = 2**25  # scalars of per-example weight gradients in one block (256 MB in float64)
+_LAYERWISE_BUDGET = 2**26  # scalars of prepared factors in one block, or of one tile's pixel-pair Grams (512 MB in float64)
 
 
 def stax_ntk(net, params, x1: Array, x2: Optional[Array] = None, *, method: str = "layerwise",
@@ -427,11 +449,12 @@ def stax_ntk(net, params, x1: Array, x2: Optional[Array] = None, *, method: str 
     if len(out) != 2:
         raise ValueError(f"stax_ntk needs a network with vector outputs (N, k); this one outputs {out}")
     k = out[1]
-    # scalars per example of the prepared factors: k · fh·fw·C_in · C_out per Conv layer (C_in ≈ C_out)
-    per_example = k * sum(layer.filter_shape[0] * layer.filter_shape[1] * layer.out_channels**2
-                          for layer in _layers_of(net) if isinstance(layer, Conv))
+    # scalars per example of the prepared factors, and per input pair of a tile's pixel-pair Grams
+    factors = jax.eval_shape(lambda p, v: _layer_factors(net, p, v), params, x1[:1])
+    per_example = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(factors))
+    per_pair = max([1] + [2 * f[0].shape[1] ** 2 for f in factors if f[0].ndim == 3])
     if block_size is None:
-        block_size = max(1, min(1024, _LAYERWISE_BUDGET // max(1, per_example)))
+        block_size = max(1, min(1024, _LAYERWISE_BUDGET // per_example, math.isqrt(_LAYERWISE_BUDGET // per_pair)))
     bs = check_positive_int(block_size, "block_size")
     n2 = x1.shape[0] if x2 is None else x2.shape[0]
     (res,) = tiling.pairwise(lambda a, b, same: (_layerwise_tile_jit(net, params, a, b),), x1, x2, block=bs,

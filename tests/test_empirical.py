@@ -89,9 +89,14 @@ def test_stax_layerwise_ntk_equals_jacobian_contraction():
     block = stax.serial(stax.FanOut(2), stax.parallel(stax.serial(stax.Relu(), stax.Dense(24, 1.4, 0.1)), stax.Identity()),
                         stax.FanInSum())
     mlp = stax.serial(stax.Dense(24, 1.4, 0.1), block, stax.Tanh(), stax.Dense(3, 1.4, 0.0, "standard"))
-    cnn = stax.serial(stax.Conv(6, 3, strides=2, padding="VALID", W_std=1.4, b_std=0.1), stax.Relu(),
-                      stax.Conv(5, 2, padding="CIRCULAR", W_std=1.3, b_std=0.0, parameterization="standard"), stax.Erf(),
+    cnn = stax.serial(stax.Conv(8, 3, strides=2, padding="VALID", W_std=1.4, b_std=0.1), stax.Relu(),
+                      # 40 channels on 2×2 pixels: this layer's term comes from pixel-pair Grams, the first's from
+                      # per-example weight gradients
+                      stax.Conv(40, 2, padding="CIRCULAR", W_std=1.3, b_std=0.0, parameterization="standard"), stax.Erf(),
                       stax.AvgPool(2, 1, "SAME"), stax.Flatten(), stax.Dense(2, 1.2, 0.3))
+    from ntknotes.empirical import _pixel_gram
+
+    assert _pixel_gram((4, 2 * 2 * 8), 40) and not _pixel_gram((4, 3 * 3 * 2), 8)
     rng = np.random.default_rng(3)
     for net, shape in ((mlp, (4,)), (cnn, (6, 5, 2))):
         x = jnp.asarray(rng.normal(size=(7,) + shape))
