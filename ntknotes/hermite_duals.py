@@ -53,6 +53,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import precision
+
 __all__ = ["HermiteDual", "PointFeatures", "DEFAULT_TERMS"]
 
 Array = jax.Array
@@ -115,7 +117,7 @@ def _point_values(fn: Callable, deriv: Callable, q: np.ndarray, terms: int) -> n
     """(Q, 2K + 4) float64: a_0..a_{K-1}, b_0..b_{K-1}, √T_e, √T_o of φ, then of φ'."""
     z, w = _line_rules(q)
     s = np.sqrt(q)[:, None]
-    with jax.enable_x64(True), jax.ensure_compile_time_eval():
+    with precision.x64_scope(), jax.ensure_compile_time_eval():
         u = jnp.asarray(s * z, jnp.float64)
         f = np.asarray(fn(u), np.float64)
         g = np.asarray(deriv(u), np.float64)
@@ -185,7 +187,7 @@ class HermiteDual:
         lnq = (centers[:, None] + 0.5 * _PANEL * nodes[None, :]).ravel()
         chunks = np.array_split(lnq, max(1, lnq.size // 100))
         vals = np.concatenate([_point_values(self.fn, self.deriv, np.exp(c), self.terms) for c in chunks])
-        with jax.enable_x64(True), jax.ensure_compile_time_eval():
+        with precision.x64_scope(), jax.ensure_compile_time_eval():
             zero = jnp.zeros((1,), jnp.float64)
             at0 = (float(np.asarray(self.fn(zero))[0]), float(np.asarray(self.deriv(zero))[0]))
         return vals.reshape(panels, _DEG + 1, -1), np.asarray(at0)

@@ -11,10 +11,12 @@ on explicitly before creating any array::
 """
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 
-__all__ = ["enable_x64", "x64_enabled", "default_dtype"]
+__all__ = ["enable_x64", "x64_enabled", "default_dtype", "x64_scope"]
 
 
 def enable_x64(enabled: bool = True) -> None:
@@ -30,3 +32,22 @@ def x64_enabled() -> bool:
 def default_dtype() -> jnp.dtype:
     """The floating dtype ntknotes uses when a caller gives none: float64 if enabled, else float32."""
     return jnp.dtype(jnp.float64) if x64_enabled() else jnp.dtype(jnp.float32)
+
+
+def x64_scope() -> contextlib.AbstractContextManager:
+    """A context in which JAX computes in float64, leaving the global mode as it was afterwards.
+
+    For one-off tables built in float64 whatever the caller's mode. ``jax.enable_x64`` where JAX
+    has it (JAX 0.10 does), else ``jax.experimental.enable_x64`` (older releases such as Colab's 0.7).
+
+    Example::
+
+        with x64_scope():
+            table = jnp.arange(3.0)          # float64 inside
+    """
+    scope = getattr(jax, "enable_x64", None)
+    if scope is not None:
+        return scope(True)
+    from jax.experimental import enable_x64 as experimental_scope  # older JAX
+
+    return experimental_scope(True)
