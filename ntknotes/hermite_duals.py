@@ -21,7 +21,7 @@ with μ = √(μ1 μ2) and μ_i = T/(T + a_last²) matched to each point's last 
 (K_e, K_o the first even and odd index >= K; T itself is the direct sum of the coefficients
 K..K+111 plus the remainder of E[φ²] when that exceeds rounding). This is exact at ρ = ±1 when q1 = q2 (every diagonal entry of a kernel,
 and parallel points of equal norm), where the series converges slowly, and by Cauchy–Schwarz
-the true tail of each parity lies within √(T(q1) T(q2)) |ρ|^{K_p} of zero, so
+the true tail of each parity lies within √(T(q1) T(q2)) |ρ|^{K_p} of zero, so::
 
     |error| <= 2 (√(T_e(q1) T_e(q2)) |ρ|^{K_e} + √(T_o(q1) T_o(q2)) |ρ|^{K_o})
 
