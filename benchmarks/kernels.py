@@ -16,7 +16,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 
 GOALS = {"analytic_depth10_n4000_s": 1.5, "layerwise_2048_s": 1.0, "speedup_2048": 20.0}
 
@@ -37,17 +36,7 @@ def _case(spec: dict) -> dict:
     dtype = jnp.float32 if spec.get("float32") else jnp.float64
     rng = np.random.default_rng(0)
 
-    def timed(fn, repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        first = time.perf_counter() - t0
-        walls, cpus = [], []
-        for _ in range(repeats):
-            w, c = time.perf_counter(), time.process_time()
-            jax.block_until_ready(fn())
-            walls.append(time.perf_counter() - w)
-            cpus.append(time.process_time() - c)
-        return {"first_s": first, "wall_s": min(walls) if walls else first, "cpu_s": min(cpus) if cpus else None}
+    from _timing import timed
 
     kind = spec["kind"]
     if kind == "baseline":
@@ -55,15 +44,15 @@ def _case(spec: dict) -> dict:
         out = {}
     elif kind == "analytic":
         x = jnp.asarray(rng.normal(size=(spec["n"], 64)), dtype)
-        out = timed(lambda: nngp_ntk(x, depth=spec["depth"], sigma_w=1.4, sigma_b=0.1, dtype=dtype), spec["repeats"])
+        _, out = timed(lambda: nngp_ntk(x, depth=spec["depth"], sigma_w=1.4, sigma_b=0.1, dtype=dtype), spec["repeats"])
     else:
         net = MLP(in_dim=64, width=spec["width"], depth=3, activation="relu", sigma_w=1.4, sigma_b=0.1)
         params = net.init(jax.random.PRNGKey(0), dtype)
         x = jnp.asarray(rng.normal(size=(spec["n"], 64)), dtype)
         if kind == "layerwise":
-            out = timed(lambda: mlp_ntk(net, params, x), spec["repeats"])
+            _, out = timed(lambda: mlp_ntk(net, params, x), spec["repeats"])
         else:
-            out = timed(lambda: empirical_ntk(net.apply, params, x, method="jacobian"), spec["repeats"])
+            _, out = timed(lambda: empirical_ntk(net.apply, params, x, method="jacobian"), spec["repeats"])
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 

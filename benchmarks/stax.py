@@ -22,7 +22,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 
 
 def _nets(stax):
@@ -61,17 +60,7 @@ def _case(spec: dict) -> dict:
 
     rng = np.random.default_rng(0)
 
-    def timed(fn, repeats):
-        t0 = time.perf_counter()
-        value = jax.block_until_ready(fn())
-        first = time.perf_counter() - t0
-        walls, cpus = [], []
-        for _ in range(repeats):
-            w, c = time.perf_counter(), time.process_time()
-            jax.block_until_ready(fn())
-            walls.append(time.perf_counter() - w)
-            cpus.append(time.process_time() - c)
-        return value, {"first_s": first, "wall_s": min(walls, default=first), "cpu_s": min(cpus, default=float("nan"))}
+    from _timing import timed
 
     kind, n = spec["kind"], spec["n"]
     out: dict = {}
