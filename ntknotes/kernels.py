@@ -34,7 +34,7 @@ Example::
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -88,6 +88,40 @@ class LayerKernels(NamedTuple):
 # ----------------------------------------------------------------------------
 # the description
 # ----------------------------------------------------------------------------
+def _concrete(value: Any) -> Any:
+    """A concrete 0-d JAX or NumPy scalar as a Python float (so the description's checks accept it)."""
+    if not _driver.is_traced(value) and isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0:
+        return float(value)
+    return value
+
+
+def _description(depth, activation, sigma_w, sigma_b, parameterization, width):
+    """The network description and, when σ_w or σ_b is traced (``jax.grad`` with respect to them),
+    the map (spec, dtype) -> (σ_w², σ_b², a, b) that puts the traced values into the fused recursion.
+
+    The description is built with placeholders (σ = 1) for traced values, so a traced σ_b is a network
+    with biases; traced values skip the checks on σ (they have no value to check).
+    """
+    sigma_w, sigma_b = _concrete(sigma_w), _concrete(sigma_b)
+    traced_w, traced_b = _driver.is_traced(sigma_w), _driver.is_traced(sigma_b)
+    net = mlp(depth, activation=activation, sigma_w=1.0 if traced_w else sigma_w,
+              sigma_b=1.0 if traced_b else sigma_b, parameterization=parameterization, width=width)
+    if not (traced_w or traced_b):
+        return net, None
+
+    def constants(spec: _fc.FCSpec, dtype) -> tuple:
+        sw2, sb2, a, b = spec.constants(dtype)
+        if traced_w:
+            sw2 = jnp.square(jnp.asarray(sigma_w, dtype))
+        if traced_b:
+            sb2 = jnp.square(jnp.asarray(sigma_b, dtype))
+        if parameterization == "ntk":  # (a_l, b_l) = (σ_w², σ_b²); the standard ones do not depend on σ
+            a, b = jnp.broadcast_to(sw2, a.shape), jnp.broadcast_to(sb2, b.shape)
+        return sw2, sb2, a, b
+
+    return net, constants
+
+
 def _validate(x1, x2):
     check_matrix(x1, "x1")
     if x2 is not None:
@@ -136,10 +170,9 @@ def nngp_ntk(
 
         k, theta = nngp_ntk(x, depth=2, activation="erf", sigma_w=1.5)
     """
-    net = mlp(depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b, parameterization=parameterization,
-              width=width)
+    net, constants = _description(depth, activation, sigma_w, sigma_b, parameterization, width)
     _validate(x1, x2)
-    return _driver.kernel(net, x1, x2, diagonal=diagonal, block_size=block_size, dtype=dtype)
+    return _driver.kernel(net, x1, x2, diagonal=diagonal, block_size=block_size, dtype=dtype, constants=constants)
 
 
 def nngp(x1: Array, x2: Optional[Array] = None, **kwargs) -> Array:
@@ -170,12 +203,11 @@ def layer_kernels(
     Returns:
       LayerKernels whose arrays have shape (L+1, N1, N2).
     """
-    net = mlp(depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b, parameterization=parameterization,
-              width=width)
+    net, constants = _description(depth, activation, sigma_w, sigma_b, parameterization, width)
     _validate(x1, x2)
     spec = _fc.match(net, (int(x1.shape[1]),))
     dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
-    consts = spec.constants(dtype)
+    consts = spec.constants(dtype) if constants is None else constants(spec, dtype)
     d = int(x1.shape[1])
     x1 = jnp.asarray(x1, dtype)
     symmetric = x2 is None
