@@ -166,9 +166,17 @@ def nngp_ntk(
       ValueError / TypeError on wrong shapes, mismatched features, depth < 1, negative or
       non-finite σ, NaN inputs or an unknown activation.
 
+    Differentiable with respect to x1, x2, ``sigma_w`` and ``sigma_b`` (``jax.grad``, also on the
+    diagonal, where ρ = 1); traced arguments are evaluated as one tile unless ``block_size`` is set.
+    The finiteness and range checks need concrete values: under ``jax.jit`` or ``jax.grad`` (traced
+    x or σ) they are skipped. Call the function eagerly to get them, or wrap a jitted caller with
+    ``jax.experimental.checkify`` (e.g. ``checkify.checkify(f, errors=checkify.float_checks)``) to
+    catch NaN inside jit.
+
     Example::
 
         k, theta = nngp_ntk(x, depth=2, activation="erf", sigma_w=1.5)
+        g = jax.grad(lambda s: nngp(x, depth=2, sigma_w=s).sum())(1.5)
     """
     net, constants = _description(depth, activation, sigma_w, sigma_b, parameterization, width)
     _validate(x1, x2)
@@ -176,12 +184,20 @@ def nngp_ntk(
 
 
 def nngp(x1: Array, x2: Optional[Array] = None, **kwargs) -> Array:
-    """The NNGP kernel K(x1, x2), shape (N1, N2); keyword arguments as in :func:`nngp_ntk`."""
+    """The NNGP kernel K(x1, x2), shape (N1, N2); keyword arguments as in :func:`nngp_ntk`.
+
+    Differentiable in x and σ; its input checks are skipped for traced values (under ``jax.jit``):
+    see :func:`nngp_ntk` for eager use and ``jax.experimental.checkify``.
+    """
     return nngp_ntk(x1, x2, **kwargs).nngp
 
 
 def ntk(x1: Array, x2: Optional[Array] = None, **kwargs) -> Array:
-    """The NTK Θ(x1, x2), shape (N1, N2); keyword arguments as in :func:`nngp_ntk`."""
+    """The NTK Θ(x1, x2), shape (N1, N2); keyword arguments as in :func:`nngp_ntk`.
+
+    Differentiable in x and σ; its input checks are skipped for traced values (under ``jax.jit``):
+    see :func:`nngp_ntk` for eager use and ``jax.experimental.checkify``.
+    """
     return nngp_ntk(x1, x2, **kwargs).ntk
 
 
@@ -199,7 +215,8 @@ def layer_kernels(
 ) -> LayerKernels:
     """Σ^l, Σ̇^l, Θ^l for every layer l = 1..L+1 and the per-layer split of the NTK.
 
-    Same arguments as :func:`nngp_ntk` (no tiling: meant for a few thousand points).
+    Same arguments as :func:`nngp_ntk` (no tiling: meant for a few thousand points); as there,
+    differentiable in x and σ, with the input checks skipped for traced values (under ``jax.jit``).
     Returns:
       LayerKernels whose arrays have shape (L+1, N1, N2).
     """
