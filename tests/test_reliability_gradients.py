@@ -9,6 +9,7 @@ depths 1..5. The last test runs the README's marginal-likelihood example.
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Callable
@@ -115,20 +116,30 @@ def test_hyperparameter_gradients_standard_parameterization():
     np.testing.assert_allclose(f(jnp.array([1.3, 0.2])), value, rtol=1e-14)
 
 
+@functools.lru_cache(maxsize=None)
+def _all_gradients(act: str, depth: int) -> Callable:
+    """One jitted function: gradients of Σ NNGP, Σ NTK (x2=None) and Σ diagonal NTK w.r.t. x and (σ_w, σ_b)."""
+
+    def sums(x, s):
+        k, theta = kernels.nngp_ntk(x, depth=depth, activation=act, sigma_w=s[0], sigma_b=s[1])
+        diag = kernels.nngp_ntk(x, depth=depth, activation=act, sigma_w=s[0], sigma_b=s[1], diagonal=True).ntk
+        return jnp.stack([k.sum(), theta.sum(), diag.sum()])
+
+    return jax.jit(jax.jacrev(sums, argnums=(0, 1)))
+
+
 @pytest.mark.parametrize("act", ACTIVATIONS)
-def test_gradients_are_finite_at_every_depth(act):
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
+def test_gradients_are_finite_at_every_depth(act, depth):
     """Depths 1..5, x2=None, points with a repeated row and an exactly parallel one, σ_b = 0 and > 0."""
     x = _points(5)
     x = x.at[3].set(x[0]).at[4].set(2.0 * x[1])  # ρ = 1 off the diagonal too (ReLU: parallel points)
-    for depth in range(1, 6):
-        for sigma_b in (0.0, 0.3):
-            for k in (kernels.nngp, kernels.ntk):
-                gx = jax.grad(lambda v: k(v, depth=depth, activation=act, sigma_w=1.4, sigma_b=sigma_b).sum())(x)
-                gs = jax.grad(lambda s: k(x, depth=depth, activation=act, sigma_w=s[0], sigma_b=s[1]).sum())(
-                    jnp.array([1.4, sigma_b]))
-                assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gs)), (act, depth, sigma_b, gx, gs)
-                gd = jax.grad(lambda v: kernels.nngp_ntk(v, depth=depth, activation=act, diagonal=True).ntk.sum())(x)
-                assert np.all(np.isfinite(gd))
+    for sigma_b in (0.0, 0.3):
+        gx, gs = _all_gradients(act, depth)(x, jnp.array([1.4, sigma_b]))
+        assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gs)), (act, depth, sigma_b, gx, gs)
+    # concrete σ_b = 0 is a network without biases (another description): eagerly, the NTK only
+    gx = jax.grad(lambda v: kernels.ntk(v, depth=depth, activation=act, sigma_w=1.4).sum())(x)
+    assert np.all(np.isfinite(gx))
 
 
 def test_gradient_at_a_kink_is_the_central_difference():
