@@ -481,6 +481,9 @@ _ASIN_COEFFS = (
 )  # fmt: skip
 
 
+_INV_2PI = 0.5 / math.pi
+
+
 def arccos(rho: Array) -> Array:
     """arccos ρ for ρ in [-1, 1], elementwise, to ~2 ulp, from one sqrt and a polynomial.
 
@@ -498,12 +501,37 @@ def arccos(rho: Array) -> Array:
     return jnp.where(rho < 0, math.pi - acos_a, acos_a)
 
 
-def _relu_unit(rho: Array) -> tuple[Array, Array]:
-    """ReLU duals at unit variances: ((√(1-ρ²) + (π-θ)ρ)/2π, (π-θ)/2π) with θ = arccos ρ."""
-    rho = jnp.clip(rho, -1.0, 1.0)
+@jax.custom_jvp
+def _relu_unit_inside(rho: Array) -> tuple[Array, Array]:
+    """The ReLU unit duals (J, J̇) of ρ already clipped to [-1, 1] (see :func:`_relu_unit`)."""
     theta = arccos(rho)
     sine = jnp.sqrt(jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0))
-    return (sine + (math.pi - theta) * rho) * (0.5 / math.pi), (math.pi - theta) * (0.5 / math.pi)
+    return (sine + (math.pi - theta) * rho) * _INV_2PI, (math.pi - theta) * _INV_2PI
+
+
+@_relu_unit_inside.defjvp
+def _relu_unit_inside_jvp(primals: tuple, tangents: tuple) -> tuple:
+    """J' = J̇ (finite on [-1, 1]) and J̇' = 1/(2π√(1-ρ²)) inside, 0 at |ρ| = 1.
+
+    Autodiff of the primal gives ∞·0 = NaN at |ρ| = 1, the diagonal of every kernel. There
+    ρ = ±1 is an extremum of the correlation (Cauchy–Schwarz), so its first-order change is
+    zero and the chain-rule term J̇'(ρ)·dρ vanishes; J̇ itself behaves like |t| along a line
+    x + t·v through parallel points, whose central difference is 0, which this rule returns.
+    """
+    (rho,), (t,) = primals, tangents
+    j, jdot = _relu_unit_inside(rho)
+    one_minus = (1.0 - rho) * (1.0 + rho)
+    inside = one_minus > 0
+    slope = jnp.where(inside, _INV_2PI * jax.lax.rsqrt(jnp.where(inside, one_minus, 1.0)), 0.0)
+    return (j, jdot), (jdot * t, slope * t)
+
+
+def _relu_unit(rho: Array) -> tuple[Array, Array]:
+    """ReLU duals at unit variances: ((√(1-ρ²) + (π-θ)ρ)/2π, (π-θ)/2π) with θ = arccos ρ.
+
+    Differentiable everywhere, including |ρ| = 1 (a custom JVP rule, :func:`_relu_unit_inside_jvp`).
+    """
+    return _relu_unit_inside(jnp.clip(rho, -1.0, 1.0))
 
 
 def _relu_dual(k11: Array, k12: Array, k22: Array) -> Array:
@@ -568,7 +596,6 @@ def _erf_dual_deriv(k11: Array, k12: Array, k22: Array) -> Array:
     return _erf_pair(k11, k12, k22)[1]
 
 
-_INV_2PI = 0.5 / math.pi
 
 
 def _gelu_pair(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:

@@ -34,7 +34,7 @@ Example::
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -88,6 +88,40 @@ class LayerKernels(NamedTuple):
 # ----------------------------------------------------------------------------
 # the description
 # ----------------------------------------------------------------------------
+def _concrete(value: Any) -> Any:
+    """A concrete 0-d JAX or NumPy scalar as a Python float (so the description's checks accept it)."""
+    if not _driver.is_traced(value) and isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0:
+        return float(value)
+    return value
+
+
+def _description(depth, activation, sigma_w, sigma_b, parameterization, width):
+    """The network description and, when σ_w or σ_b is traced (``jax.grad`` with respect to them),
+    the map (spec, dtype) -> (σ_w², σ_b², a, b) that puts the traced values into the fused recursion.
+
+    The description is built with placeholders (σ = 1) for traced values, so a traced σ_b is a network
+    with biases; traced values skip the checks on σ (they have no value to check).
+    """
+    sigma_w, sigma_b = _concrete(sigma_w), _concrete(sigma_b)
+    traced_w, traced_b = _driver.is_traced(sigma_w), _driver.is_traced(sigma_b)
+    net = mlp(depth, activation=activation, sigma_w=1.0 if traced_w else sigma_w,
+              sigma_b=1.0 if traced_b else sigma_b, parameterization=parameterization, width=width)
+    if not (traced_w or traced_b):
+        return net, None
+
+    def constants(spec: _fc.FCSpec, dtype) -> tuple:
+        sw2, sb2, a, b = spec.constants(dtype)
+        if traced_w:
+            sw2 = jnp.square(jnp.asarray(sigma_w, dtype))
+        if traced_b:
+            sb2 = jnp.square(jnp.asarray(sigma_b, dtype))
+        if parameterization == "ntk":  # (a_l, b_l) = (σ_w², σ_b²); the standard ones do not depend on σ
+            a, b = jnp.broadcast_to(sw2, a.shape), jnp.broadcast_to(sb2, b.shape)
+        return sw2, sb2, a, b
+
+    return net, constants
+
+
 def _validate(x1, x2):
     check_matrix(x1, "x1")
     if x2 is not None:
@@ -132,23 +166,38 @@ def nngp_ntk(
       ValueError / TypeError on wrong shapes, mismatched features, depth < 1, negative or
       non-finite σ, NaN inputs or an unknown activation.
 
+    Differentiable with respect to x1, x2, ``sigma_w`` and ``sigma_b`` (``jax.grad``, also on the
+    diagonal, where ρ = 1); traced arguments are evaluated as one tile unless ``block_size`` is set.
+    The finiteness and range checks need concrete values: under ``jax.jit`` or ``jax.grad`` (traced
+    x or σ) they are skipped. Call the function eagerly to get them, or wrap a jitted caller with
+    ``jax.experimental.checkify`` (e.g. ``checkify.checkify(f, errors=checkify.float_checks)``) to
+    catch NaN inside jit.
+
     Example::
 
         k, theta = nngp_ntk(x, depth=2, activation="erf", sigma_w=1.5)
+        g = jax.grad(lambda s: nngp(x, depth=2, sigma_w=s).sum())(1.5)
     """
-    net = mlp(depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b, parameterization=parameterization,
-              width=width)
+    net, constants = _description(depth, activation, sigma_w, sigma_b, parameterization, width)
     _validate(x1, x2)
-    return _driver.kernel(net, x1, x2, diagonal=diagonal, block_size=block_size, dtype=dtype)
+    return _driver.kernel(net, x1, x2, diagonal=diagonal, block_size=block_size, dtype=dtype, constants=constants)
 
 
 def nngp(x1: Array, x2: Optional[Array] = None, **kwargs) -> Array:
-    """The NNGP kernel K(x1, x2), shape (N1, N2); keyword arguments as in :func:`nngp_ntk`."""
+    """The NNGP kernel K(x1, x2), shape (N1, N2); keyword arguments as in :func:`nngp_ntk`.
+
+    Differentiable in x and σ; its input checks are skipped for traced values (under ``jax.jit``):
+    see :func:`nngp_ntk` for eager use and ``jax.experimental.checkify``.
+    """
     return nngp_ntk(x1, x2, **kwargs).nngp
 
 
 def ntk(x1: Array, x2: Optional[Array] = None, **kwargs) -> Array:
-    """The NTK Θ(x1, x2), shape (N1, N2); keyword arguments as in :func:`nngp_ntk`."""
+    """The NTK Θ(x1, x2), shape (N1, N2); keyword arguments as in :func:`nngp_ntk`.
+
+    Differentiable in x and σ; its input checks are skipped for traced values (under ``jax.jit``):
+    see :func:`nngp_ntk` for eager use and ``jax.experimental.checkify``.
+    """
     return nngp_ntk(x1, x2, **kwargs).ntk
 
 
@@ -166,16 +215,16 @@ def layer_kernels(
 ) -> LayerKernels:
     """Σ^l, Σ̇^l, Θ^l for every layer l = 1..L+1 and the per-layer split of the NTK.
 
-    Same arguments as :func:`nngp_ntk` (no tiling: meant for a few thousand points).
+    Same arguments as :func:`nngp_ntk` (no tiling: meant for a few thousand points); as there,
+    differentiable in x and σ, with the input checks skipped for traced values (under ``jax.jit``).
     Returns:
       LayerKernels whose arrays have shape (L+1, N1, N2).
     """
-    net = mlp(depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b, parameterization=parameterization,
-              width=width)
+    net, constants = _description(depth, activation, sigma_w, sigma_b, parameterization, width)
     _validate(x1, x2)
     spec = _fc.match(net, (int(x1.shape[1]),))
     dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
-    consts = spec.constants(dtype)
+    consts = spec.constants(dtype) if constants is None else constants(spec, dtype)
     d = int(x1.shape[1])
     x1 = jnp.asarray(x1, dtype)
     symmetric = x2 is None

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -93,8 +93,9 @@ def generic(net, x1: Array, x2: Optional[Array], *, spatial: str, out_shape: tup
     )
 
 
-def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_size: Optional[int], dtype) -> tuple:
-    consts = spec.constants(dtype)
+def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_size: Optional[int], dtype,
+             constants: Optional[Callable[[_fc.FCSpec, Any], tuple]] = None) -> tuple:
+    consts = spec.constants(dtype) if constants is None else constants(spec, dtype)
     d = int(x1.shape[1])
     if diagonal:
         q, th = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d)
@@ -113,9 +114,21 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
 _FC_TILE = 512  # tiles of the fused FC path: a 512² tile's few arrays stay in a core's L2/L3 cache
 
 
+def is_traced(*values: Any) -> bool:
+    """True when any of ``values`` is a JAX tracer (inside ``jax.grad``, ``jax.jit``, ``jax.vmap``, ...)."""
+    return any(isinstance(v, jax.core.Tracer) for v in values)
+
+
 def kernel(net, x1, x2=None, *, get: Union[str, Sequence[str]] = GETS, diagonal: bool = False,
-           block_size: Optional[int] = None, dtype=None, fast: bool = True) -> Union[KernelPair, Array]:
-    """See :meth:`ntknotes.stax.base.Layer.kernel`; ``fast=False`` forces the generic path."""
+           block_size: Optional[int] = None, dtype=None, fast: bool = True,
+           constants: Optional[Callable[[_fc.FCSpec, Any], tuple]] = None) -> Union[KernelPair, Array]:
+    """See :meth:`ntknotes.stax.base.Layer.kernel`; ``fast=False`` forces the generic path.
+
+    ``constants(spec, dtype)``, if given, replaces the fused path's (σ_w², σ_b², a, b) (traced
+    hyperparameters, :func:`ntknotes.kernels.nngp_ntk`); the description must then match that path.
+    Traced inputs (under ``jax.grad`` or ``jax.jit``) are evaluated as one tile unless ``block_size``
+    is given, because tiles are assembled on the host.
+    """
     names = _check_get(get)
     if not isinstance(diagonal, bool):
         raise TypeError(f"diagonal must be True or False, got {diagonal!r}")
@@ -130,11 +143,16 @@ def kernel(net, x1, x2=None, *, get: Union[str, Sequence[str]] = GETS, diagonal:
     dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
     x1 = jnp.asarray(x1, dtype)
     x2 = None if x2 is None else jnp.asarray(x2, dtype)
+    if block_size is None and (constants is not None or is_traced(x1, x2)):
+        block_size = max(int(x1.shape[0]), int(x1.shape[0] if x2 is None else x2.shape[0]))
     want_ntk = "ntk" in names
     spec = _fc.match(net, in_shape) if fast else None
+    if constants is not None and spec is None:
+        raise ValueError("constants apply to the fused fully-connected path only (a stack Dense, φ, ..., Dense)")
     cspec = _cntk.match(net, in_shape) if fast and spec is None and not diagonal else None
     if spec is not None:
-        res = _fc_path(spec, x1, x2, want_ntk=want_ntk, diagonal=diagonal, block_size=block_size, dtype=dtype)
+        res = _fc_path(spec, x1, x2, want_ntk=want_ntk, diagonal=diagonal, block_size=block_size, dtype=dtype,
+                       constants=constants)
     elif cspec is not None:
         gap = cspec.pooling == "gap"
         backend = _cntk.choose_backend(cspec.act, "auto")

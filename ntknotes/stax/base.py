@@ -151,6 +151,10 @@ class Layer:
         Raises:
           ValueError / TypeError on inputs that do not fit the description (naming the layer) and
           on descriptions without an infinite-width kernel (e.g. an activation of raw inputs).
+
+        Shape checks always run; the check for NaN or infinite inputs needs concrete values and is
+        skipped under ``jax.jit`` (traced inputs, then evaluated as one tile): call eagerly to get it,
+        or use ``jax.experimental.checkify`` inside jit.
         """
         from . import _driver  # the evaluation machinery (tiles, fast paths)
 
