@@ -37,12 +37,16 @@ chromium:
 	    || echo "chromium could not be installed; the page test will be skipped"; \
 	  else echo "no root/apt: the page test will be skipped"; fi; }
 
+# Both run on two worker processes (pytest-xdist): much of the time is single-threaded XLA
+# compilation. A test file, or a chapter's cells, stay together on one worker, in order.
+# NBVAL_ARGS adds options to the chapter run, e.g. `make nbval NBVAL_ARGS=--durations=0` (cell times).
+XDIST ?= -n 2 --dist loadfile   # `make test XDIST=` runs them in one process
 pytest: $(STAMP)
-	$(BIN)/python -m pytest tests -q --ignore=tests/test_site.py
+	$(BIN)/python -m pytest tests -q $(XDIST) --ignore=tests/test_site.py
 
 nbval: $(STAMP)
 	@test -n "$(CHAPTERS)" || { echo "no chapter notebooks book/NN_*.ipynb found"; exit 1; }
-	$(BIN)/python -m pytest -q --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider $(CHAPTERS)
+	$(BIN)/python -m pytest -q $(XDIST) --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider $(NBVAL_ARGS) $(CHAPTERS)
 
 book-strict: $(STAMP)
 	rm -rf _build/html _build/.doctrees _build/jupyter_execute

@@ -242,9 +242,9 @@ def test_each_figure_shown_once(chapter):
         m = re.search(rf'<figure[^>]*\bid="{re.escape(name)}"[^>]*>(.*?)</figure>', article.group(0), flags=re.S)
         assert m, f"{chapter}: no <figure id={name!r}>"
         assert "<img" in m.group(1), f"{chapter}: figure {name} holds no image"
-        caption = re.search(r'class="caption-number">\s*Fig\.\s*(\d+)', m.group(1))
+        caption = re.search(r'class="caption-number">\s*Fig\.\s*([\d.]+?)\.?\s*<', m.group(1))
         assert caption, f"{chapter}: figure {name} has no numbered caption"
-        assert int(caption.group(1)) == numbers[name], (
+        assert caption.group(1) == numbers[name], (
             f"{chapter}: {name} is Fig. {caption.group(1)} on the page but Fig. {numbers[name]} in the notebook")
 
 
@@ -252,9 +252,9 @@ def test_each_figure_shown_once(chapter):
 def test_equation_numbers_match_the_notebooks(chapter):
     html = (HTML / f"{chapter}.html").read_text(errors="replace")
     for label, number in rn.book_index()[chapter].equations.items():
-        m = re.search(rf'id="equation-{re.escape(label)}".*?class="eqno">\((\d+)\)', html, flags=re.S)
+        m = re.search(rf'id="equation-{re.escape(label)}".*?class="eqno">\(([\d.]+)\)', html, flags=re.S)
         assert m, f"{chapter}: equation {label} has no number on the page"
-        assert int(m.group(1)) == number, (
+        assert m.group(1) == number, (
             f"{chapter}: {label} is ({m.group(1)}) on the page but Eq. ({number}) in the notebook")
 
 

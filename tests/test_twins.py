@@ -95,23 +95,47 @@ def test_notebook_captions_every_figure(md: Path):
     names = [c.metadata["mystnb"]["figure"]["name"] for c in _code_cells(jupytext.read(md))
              if "figure" in c.metadata.get("mystnb", {})]
     captions = [c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("**Fig. ")]
-    numbers = [int(re.match(r"\*\*Fig\. (\d+)\.\*\*", c).group(1)) for c in captions]
+    numbers = [re.match(r"\*\*Fig\. ([\d.]+)\.\*\*", c).group(1) for c in captions]
     assert len(numbers) == len(names), captions
-    index = rn.book_index()[md.relative_to(ROOT).with_suffix("").as_posix()].figures
-    assert numbers == [index[n] for n in names]
-    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) if numbers else True
+    page = rn.book_index()[md.relative_to(ROOT).with_suffix("").as_posix()]
+    assert numbers == [page.figures[n] for n in names]
+    prefix = f"{page.number}." if page.number else ""
+    assert numbers == [f"{prefix}{i}" for i in range(1, len(numbers) + 1)]
 
 
-def test_numbers_run_through_the_book_in_reading_order():
-    # no section numbers in _toc.yml: Sphinx numbers figures and equations across chapters
-    figures, equations = [], []
-    for docname in rn.toc_order():
+def test_numbers_restart_in_every_chapter():
+    """The numbered parts of _toc.yml number chapters 1, 2, ... in reading order; chapter N's
+    figures, equations and exercises are N.1, N.2, ... and its theorem blocks of each kind too;
+    the introduction (the unnumbered root) counts 1, 2, ..."""
+    chapter = 0
+    for docname, numbered in rn.toc_order():
         page = rn.book_index().get(docname)
-        if page is not None:
-            figures += sorted(page.figures.values())
-            equations += sorted(page.equations.values())
-    assert figures == list(range(1, len(figures) + 1))
-    assert equations == list(range(1, len(equations) + 1))
+        if page is None:
+            continue
+        if numbered:
+            chapter += 1
+        assert page.number == (str(chapter) if numbered else None), docname
+        prefix = f"{chapter}." if numbered else ""
+        for numbers in (page.figures, page.equations, page.exercises):
+            assert list(numbers.values()) == [f"{prefix}{i}" for i in range(1, len(numbers) + 1)], docname
+        kinds = [kind for kind, _ in page.theorems.values()]
+        for kind in set(kinds):
+            got = [n for k, n in page.theorems.values() if k == kind]
+            assert got == [f"{prefix}{i}" for i in range(1, len(got) + 1)], (docname, kind)
+    assert chapter == len(rn.chapters()) - 1, "every chapter but the introduction is numbered"
+
+
+def test_exercises_and_theorems_in_the_reader_notebooks():
+    """Exercises, solutions and theorem blocks become numbered block quotes; the gated solution
+    with code cells a heading; nothing of the directives is left."""
+    for md in rn.chapters():
+        page = rn.book_index()[md.relative_to(ROOT).with_suffix("").as_posix()]
+        text = "\n".join(c.source for c in rn.reader_notebook(md).cells if c.cell_type == "markdown")
+        for label, number in page.exercises.items():
+            assert f"**Exercise {number}" in text, (md.name, label)
+            assert f"**Solution to Exercise {number}.**" in text, (md.name, label, "no solution")
+        for kind, number in page.theorems.values():
+            assert f"**{kind} {number}" in text, (md.name, kind, number)
 
 
 # --- the installer cell: one pinned install target ---------------------------------------
@@ -212,7 +236,7 @@ def _resolver(figures=None, equations=None) -> rn.Resolver:
 
 
 def test_references_become_plain_text():
-    r = _resolver({"fig-a": 1, "fig-b": 2}, {"eq-x": 3})
+    r = _resolver({"fig-a": "1", "fig-b": "2"}, {"eq-x": "3"})
     assert r.markdown("See {numref}`fig-b` and {eq}`eq-x`.") == "See Fig. 2 and Eq. (3)."
     assert r.markdown("{numref}`Figure %s <fig-a>`") == "Figure 1"
     assert r.markdown("in {mod}`ntknotes.dynamics` and {func}`~ntknotes.kernels.nngp`") == \

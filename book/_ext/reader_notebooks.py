@@ -8,15 +8,23 @@ button serves it (:func:`setup` copies it into the built site).
 
 What changes between the source and the reader notebook:
 
-* ``{numref}`fig-x``` becomes "Fig. 3", ``{eq}`eq-x``` "Eq. (2)" (the numbers Sphinx gives:
-  figures and labelled equations are numbered through the book in reading order, see
-  :func:`book_index`; ``tests/test_site.py`` checks them against the built pages), ``{doc}`01_gradient_flow```
-  a link to that chapter's page on the website, ``{cite:p}``/``{cite:t}`` "(Author, Year)" /
-  "Author (Year)" from ``book/references.bib``, ``{mod}``/``{func}``/``{class}`` inline code;
+* ``{numref}`fig-x``` becomes "Fig. 3.2", ``{eq}`eq-x``` "Eq. (3.2)", ``{numref}`ex-x```
+  "Exercise 3.2", ``{prf:ref}`thm-x``` "Theorem 3.1" (the numbers Sphinx gives: the numbered
+  parts of ``_toc.yml`` make chapter N's figures, equations and exercises N.1, N.2, ..., and
+  each kind of theorem block its own N.1, N.2, ...; the unnumbered introduction has 1, 2, ...;
+  see :func:`book_index`; ``tests/test_site.py`` checks them against the built pages),
+  ``{doc}`01_gradient_flow``` a link to that chapter's page on the website,
+  ``{cite:p}``/``{cite:t}`` "(Author, Year)" / "Author (Year)" from ``book/references.bib``,
+  ``{mod}``/``{func}``/``{class}`` inline code;
 * ``$$ ... $$ (eq-x)`` loses its label and shows its number with ``\\tag``;
 * a figure cell (code cell with ``mystnb: figure: {name, caption}`` metadata) is followed by
   a markdown cell "**Fig. N.** caption";
 * admonitions become block quotes, ``(label)=`` targets and ``%`` comments disappear;
+* an ``{exercise}`` becomes a block quote "**Exercise 3.2** (title)", a ``{solution}`` (folded on
+  the website) a block quote "**Solution to Exercise 3.2.**", and the gated
+  ``{solution-start}``/``{solution-end}`` pair (a solution with code cells) a heading line before
+  its cells; ``{prf:theorem}`` and its kin become "**Theorem 3.1** (title)." block quotes and
+  ``{prf:proof}`` a block quote "*Proof.* ... ∎";
 * cells tagged ``remove-cell`` disappear, except the first code cell, the Colab installer,
   which is replaced by :func:`installer_source` (the one install target, from ``pyproject.toml``
   and ``_config.yml``).
@@ -60,6 +68,11 @@ MYST_COMMENT_RE = re.compile(r"^%.*\n?", re.M)
 
 ADMONITIONS = {"note", "tip", "hint", "important", "warning", "caution", "attention", "danger",
                "error", "seealso", "admonition"}
+# sphinx-proof's numbered blocks (each kind numbered on its own) and its unnumbered proof
+THEOREMS = {"prf:theorem", "prf:proposition", "prf:lemma", "prf:corollary", "prf:definition",
+            "prf:conjecture", "prf:remark", "prf:example", "prf:property", "prf:observation",
+            "prf:assumption", "prf:axiom", "prf:criterion", "prf:algorithm", "prf:notation"}
+LABEL_OPTION_RE = re.compile(r"^:label:[ \t]*([\w:.-]+)[ \t]*$", re.M)
 CODE_ROLES = {"mod", "func", "class", "meth", "attr", "obj", "data", "exc", "py:mod", "py:func",
               "py:class", "py:meth", "py:attr", "py:obj", "py:data", "py:exc"}
 
@@ -124,8 +137,11 @@ class Chapter:
 
     docname: str  # "book/01_gradient_flow"
     title: str
-    figures: dict[str, int] = field(default_factory=dict)
-    equations: dict[str, int] = field(default_factory=dict)
+    figures: dict[str, str] = field(default_factory=dict)  # label -> "3.2" (or "2" unnumbered)
+    equations: dict[str, str] = field(default_factory=dict)
+    exercises: dict[str, str] = field(default_factory=dict)
+    theorems: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> ("Theorem", "3.1")
+    number: str | None = None  # the chapter's number in the table of contents
 
 
 def _title(text: str, docname: str) -> str:
@@ -135,8 +151,23 @@ def _title(text: str, docname: str) -> str:
     return m.group(1).strip()
 
 
+def _directive_blocks(text: str):
+    """(name, argument, body lines) of every directive of ``text`` that starts a line, in order."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        m = DIRECTIVE_RE.match(line)
+        if m:
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == m.group(1)), len(lines))
+            yield m.group(2), m.group(3).strip(), lines[i + 1:end]
+
+
+def _theorem_kind(name: str) -> str:
+    return name.removeprefix("prf:").capitalize()
+
+
 def scan_chapter(md: Path) -> Chapter:
-    """Title, figure numbers and equation numbers of a page, in order of appearance."""
+    """Title and the per-page counts (1, 2, ...) of figures, equations, exercises and theorem
+    blocks of a page, in order of appearance; :func:`book_index` adds the chapter number."""
     docname = md.relative_to(ROOT).with_suffix("").as_posix()
     text = md.read_text()
     chapter = Chapter(docname, _title(text, docname))
@@ -149,27 +180,37 @@ def scan_chapter(md: Path) -> Chapter:
         if cell.cell_type == "code":
             fig = cell.metadata.get("mystnb", {}).get("figure")
             if fig and fig.get("name"):
-                chapter.figures[fig["name"]] = len(chapter.figures) + 1
+                chapter.figures[fig["name"]] = str(len(chapter.figures) + 1)
         elif cell.cell_type == "markdown":
             for m in LABELLED_MATH_RE.finditer(cell.source):
-                chapter.equations[m["label"]] = len(chapter.equations) + 1
+                chapter.equations[m["label"]] = str(len(chapter.equations) + 1)
+            for name, _, body in _directive_blocks(cell.source):
+                label = LABEL_OPTION_RE.search("\n".join(body))
+                if name == "exercise":
+                    if label is None:
+                        raise UnresolvedMyST(f"{docname}: every exercise needs a :label: (its solution names it)")
+                    chapter.exercises[label.group(1)] = str(len(chapter.exercises) + 1)
+                elif name in THEOREMS:
+                    kind = _theorem_kind(name)
+                    count = sum(1 for k, _ in chapter.theorems.values() if k == kind) + 1
+                    chapter.theorems[label.group(1) if label else f"_{kind}{count}"] = (kind, str(count))
     return chapter
 
 
-def toc_order() -> list[str]:
-    """The docnames of ``_toc.yml``, root first, in reading order."""
+def toc_order() -> list[tuple[str, bool]]:
+    """(docname, numbered) for the pages of ``_toc.yml``, root (unnumbered) first, in reading order."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    order = [toc["root"]]
+    order = [(toc["root"], False)]
 
-    def walk(entries):
+    def walk(entries, numbered):
         for entry in entries or []:
             if "file" in entry:
-                order.append(str(entry["file"]).removesuffix(".md"))
-            walk(entry.get("sections"))
+                order.append((str(entry["file"]).removesuffix(".md"), numbered))
+            walk(entry.get("sections"), numbered)
 
     for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
+        walk(part.get("chapters"), bool(part.get("numbered", False)))
+    walk(toc.get("chapters"), bool(toc.get("defaults", {}).get("numbered", False)))
     return order
 
 
@@ -177,20 +218,24 @@ def toc_order() -> list[str]:
 def book_index() -> dict[str, Chapter]:
     """Every page under ``book/`` by docname, numbered as Sphinx numbers them here.
 
-    The table of contents has no section numbers, so Sphinx numbers figures and labelled
-    equations through the whole book in reading order (chapter 1 continues where the
-    introduction stopped); pages outside ``_toc.yml`` number from 1.
+    The chapters of the numbered parts of ``_toc.yml`` are numbered 1, 2, ... in reading order
+    (numbering continues across parts) and ``numfig_secnum_depth: 1`` prefixes every figure,
+    equation, exercise and theorem block of chapter N with "N."; the root page (the
+    introduction) and unnumbered pages count 1, 2, ... without a prefix.
     """
     pages = {c.docname: c for c in (scan_chapter(p) for p in sorted(BOOK.glob("*.md")))}
-    figures = equations = 0
-    for docname in toc_order():
+    chapter = 0
+    for docname, numbered in toc_order():
         page = pages.get(docname)
-        if page is None:
+        if page is None or not numbered:
             continue
-        page.figures = {k: v + figures for k, v in page.figures.items()}
-        page.equations = {k: v + equations for k, v in page.equations.items()}
-        figures += len(page.figures)
-        equations += len(page.equations)
+        chapter += 1
+        page.number = str(chapter)
+        prefix = f"{chapter}."
+        page.figures = {k: prefix + v for k, v in page.figures.items()}
+        page.equations = {k: prefix + v for k, v in page.equations.items()}
+        page.exercises = {k: prefix + v for k, v in page.exercises.items()}
+        page.theorems = {k: (kind, prefix + v) for k, (kind, v) in page.theorems.items()}
     return pages
 
 
@@ -228,17 +273,28 @@ class Resolver:
     def __init__(self, chapter: Chapter) -> None:
         self.chapter = chapter
         self.index = book_index()
+        self._seen: dict[str, int] = {}  # theorem blocks met so far, by kind
 
     def _where(self) -> str:
         return self.chapter.docname + ".md"
 
     # roles ------------------------------------------------------------------------------
     def _figure(self, label: str, fmt: str | None) -> str:
+        """A {numref}: a figure ("Fig. 3.2") or an exercise ("Exercise 3.2")."""
         for doc in [self.chapter, *self.index.values()]:
-            if label in doc.figures:
-                number = str(doc.figures[label])
-                return fmt.replace("%s", number).replace("{number}", number) if fmt else f"Fig. {number}"
-        raise UnresolvedMyST(f"{self._where()}: no figure named {label!r}")
+            for numbers, kind in ((doc.figures, "Fig."), (doc.exercises, "Exercise")):
+                if label in numbers:
+                    number = numbers[label]
+                    return fmt.replace("%s", number).replace("{number}", number) if fmt else f"{kind} {number}"
+        raise UnresolvedMyST(f"{self._where()}: no figure or exercise named {label!r}")
+
+    def _theorem(self, content: str) -> str:
+        text, label = _explicit(content)
+        for doc in [self.chapter, *self.index.values()]:
+            if label in doc.theorems:
+                kind, number = doc.theorems[label]
+                return text or f"{kind} {number}"
+        raise UnresolvedMyST(f"{self._where()}: no theorem block labelled {label!r}")
 
     def _equation(self, label: str) -> str:
         for doc in [self.chapter, *self.index.values()]:
@@ -271,6 +327,8 @@ class Resolver:
             return self._figure(label, fmt)
         if name == "eq":
             return self._equation(_explicit(content)[1])
+        if name == "prf:ref":
+            return self._theorem(content)
         if name == "doc":
             return self._doc(content)
         if name in ("cite", "cite:p", "cite:t", "cite:ps", "cite:ts"):
@@ -303,16 +361,47 @@ class Resolver:
             if end is None:
                 raise UnresolvedMyST(f"{self._where()}: unclosed directive {{{name}}}")
             body = lines[i + 1:end]
+            label = LABEL_OPTION_RE.search("\n".join(body))
             while body and re.match(r"^:[\w-]+:", body[0]):  # options
                 body = body[1:]
-            if name not in ADMONITIONS:
-                raise UnresolvedMyST(f"{self._where()}: the directive {{{name}}} has no plain-markdown form")
-            title = arg if name == "admonition" else (name.capitalize() + (f": {arg}" if arg else ""))
-            inner = self._directives("\n".join(body)).strip("\n").split("\n")
-            out.append(f"> **{title}.**")
-            out.extend(["> " + line if line else ">" for line in inner])
             i = end + 1
+            if name == "solution-end":  # the gated solution's cells end here: nothing to show
+                continue
+            if name == "solution-start":  # a heading line; the solution's cells follow
+                out.append(f"**Solution to Exercise {self._exercise_number(arg)}.**")
+                continue
+            title = self._block_title(name, arg, label.group(1) if label else None)
+            inner = self._directives("\n".join(body)).strip("\n").split("\n")
+            if name == "prf:proof":
+                inner[0] = f"*{title}.* {inner[0]}"
+                inner[-1] += " ∎"
+            else:
+                out.append(f"> **{title}.**")
+            out.extend(["> " + line if line else ">" for line in inner])
         return "\n".join(out)
+
+    def _exercise_number(self, label: str) -> str:
+        for doc in [self.chapter, *self.index.values()]:
+            if label in doc.exercises:
+                return doc.exercises[label]
+        raise UnresolvedMyST(f"{self._where()}: a solution names {label!r}, which is no exercise")
+
+    def _block_title(self, name: str, arg: str, label: str | None) -> str:
+        """The bold title a directive's block quote starts with, numbered as the website numbers it."""
+        if name in ADMONITIONS:
+            return arg if name == "admonition" else (name.capitalize() + (f": {arg}" if arg else ""))
+        if name == "exercise":
+            return f"Exercise {self.chapter.exercises[label]}" + (f" ({arg})" if arg else "")
+        if name == "solution":
+            return f"Solution to Exercise {self._exercise_number(arg)}"
+        if name == "prf:proof":
+            return "Proof"
+        if name in THEOREMS:
+            kind = _theorem_kind(name)
+            self._seen[kind] = self._seen.get(kind, 0) + 1
+            prefix = f"{self.chapter.number}." if self.chapter.number else ""
+            return f"{kind} {prefix}{self._seen[kind]}" + (f" ({arg})" if arg else "")
+        raise UnresolvedMyST(f"{self._where()}: the directive {{{name}}} has no plain-markdown form")
 
     def markdown(self, text: str) -> str:
         text = MYST_COMMENT_RE.sub("", text)

@@ -176,6 +176,7 @@ class ToyResult(Result):
       tracked_names: names of the tracked parameters.
       displacement, displacement_flow: (R,) ‖θ_t − θ_0‖: trained / closed form.
       param_norm: ‖θ_0‖; num_params: number of parameters.
+      ntk_initial, ntk_final: (N, N) empirical NTK Θ̂_0 at initialization and Θ̂_T after the run.
     """
 
     x: np.ndarray
@@ -199,6 +200,8 @@ class ToyResult(Result):
     displacement_flow: np.ndarray
     param_norm: float
     num_params: int
+    ntk_initial: np.ndarray
+    ntk_final: np.ndarray
 
 
 def _tracked(params: Any) -> jax.Array:
@@ -220,7 +223,8 @@ def toy_dynamics(config: Union[str, GradientFlowConfig] = "default", *, key: jax
     config = get_config(config)
     net, params, xa, y = toy_setup(config, key=key)
     x = np.asarray(xa[:, 0])
-    eig = eigh_psd(mlp_ntk(net, params, xa), "empirical NTK")
+    ntk0 = mlp_ntk(net, params, xa)
+    eig = eigh_psd(ntk0, "empirical NTK")
     lam_min, lam_max = float(eig.values[0]), float(eig.values[-1])
     lr = check_positive(config.lr_fraction, "lr_fraction") / lam_max
     n_steps = int(math.ceil(config.horizon / (lr * lam_min)))
@@ -251,6 +255,7 @@ def toy_dynamics(config: Union[str, GradientFlowConfig] = "default", *, key: jax
         tracked=np.asarray(tracked), tracked_flow=np.asarray(theta_flow), tracked_names=list(_TRACKED_NAMES),
         displacement=np.asarray(disp_actual), displacement_flow=np.asarray(disp_norm),
         param_norm=float(jnp.linalg.norm(theta0)), num_params=int(net.num_params),
+        ntk_initial=np.asarray(ntk0), ntk_final=np.asarray(mlp_ntk(net, hist.params, xa)),
     )
 
 
@@ -396,7 +401,8 @@ def step_sizes(config: Union[str, GradientFlowConfig] = "default", *, key: jax.A
     """Train the toy network and its linearization with η below and above 2/λ_max."""
     config = get_config(config)
     net, params, xa, y = toy_setup(config, key=key)
-    eig = eigh_psd(mlp_ntk(net, params, xa), "empirical NTK")
+    ntk0 = mlp_ntk(net, params, xa)
+    eig = eigh_psd(ntk0, "empirical NTK")
     lam_max = float(eig.values[-1])
     steps = check_positive_int(config.step_steps, "step_steps")
     rec = np.unique(np.geomspace(1, steps, 60).round().astype(np.int64))
