@@ -221,3 +221,17 @@ def test_nested_kernel_errors_against_direct_computation(x3):
     assert errs[1, 0] < 1e-14  # network 0 at full width is the reference itself
     small = gp.feature_kernel(*gp.subnetwork(net, p0, 4), x3)
     np.testing.assert_allclose(errs[0, 0], np.linalg.norm(small - ref) / np.linalg.norm(ref), rtol=1e-12)
+
+
+def test_experiments_take_a_config_object():
+    """The protocol fn(config, *, key): a config object changes the sizes, a wrong type is refused."""
+    cov = gp.covariance_error_experiment(gp.CovarianceConfig(depths=(1,), widths=(4, 8), n_nets=2, n_points=3),
+                                         key=jax.random.PRNGKey(0))
+    assert cov.errors.shape == (1, 2, 2)
+    conv = rec.convergence_experiment(rec.ConvergenceConfig(depths=(1,), activations=("relu",), widths=(4, 8),
+                                                            n_seeds=2, n_points=3), key=jax.random.PRNGKey(0))
+    assert conv.errors.shape == (1, 1, 2, 2)
+    with pytest.raises(TypeError, match="NormalityConfig"):
+        gp.normality_experiment(rec.ConvergenceConfig())
+    with pytest.raises(TypeError, match="ConvergenceConfig"):
+        rec.convergence_experiment(gp.CovarianceConfig())

@@ -1,6 +1,9 @@
 """Experiments of the chapter "Wide networks are Gaussian processes".
 
-Four experiments, each a function of (scale preset, PRNG key) returning a result dataclass:
+Three experiments, each ``fn(config="default", *, key=None)`` returning a result dataclass, where
+``config`` is a preset name (``"ci"``, ``"paper"``; ``"default"`` reads ``$NTKNOTES_SCALE``, else
+``"ci"``) or that experiment's config object (:class:`NormalityConfig`, :class:`CovarianceConfig`,
+:class:`PosteriorConfig`) to change a size:
 
 * :func:`normality_experiment`: the outputs f(x), f(x') of many random one-hidden-layer
   networks of every width 1..n_max, their distance from N(0, K) (Kolmogorov–Smirnov),
@@ -25,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -270,6 +273,15 @@ def shallow_relu_nngp(x1, x2=None, *, sigma_w: float = 1.0, sigma_b: float = 0.0
     return sw2 * norm * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi) + sb2
 
 
+def _resolve(config, presets, cls):
+    """A preset name or a config object of type ``cls`` -> the config object."""
+    if isinstance(config, cls):
+        return config
+    if isinstance(config, str):
+        return resolve_scale(config, presets)
+    raise TypeError(f"config must be a preset name or a {cls.__name__}, got {type(config).__name__}")
+
+
 # ----------------------------------------------------------------------------
 # 1. normality of the output over random networks
 # ----------------------------------------------------------------------------
@@ -317,13 +329,13 @@ class NormalityResult(Result):
     covariance_se: np.ndarray
 
 
-def normality_experiment(scale: str = "default", key: Optional[Array] = None) -> NormalityResult:
+def normality_experiment(config: Union[str, NormalityConfig] = "default", *, key: Optional[Array] = None) -> NormalityResult:
     """Outputs at two inputs of many random one-hidden-layer networks, widths 1..max_width.
 
     Every network is drawn at the largest width and seen at each smaller width through its
     sub-network of the first n units (:func:`subnetwork`), which is exactly a random width-n net.
     """
-    cfg = resolve_scale(scale, NORMALITY_PRESETS)
+    cfg = _resolve(config, NORMALITY_PRESETS, NormalityConfig)
     key = jax.random.PRNGKey(0) if key is None else key
     k_nets, k_boot = jax.random.split(key)
     x = np.array([[1.0, 0.5], [-0.4, 1.2]])
@@ -423,9 +435,9 @@ def nested_kernel_errors(net: MLP, kernel_fn, x: Array, key: Array, widths: Sequ
     return (np.linalg.norm(khat - reference, axis=(2, 3)) / np.linalg.norm(reference)).T
 
 
-def covariance_error_experiment(scale: str = "default", key: Optional[Array] = None) -> CovarianceErrorResult:
+def covariance_error_experiment(config: Union[str, CovarianceConfig] = "default", *, key: Optional[Array] = None) -> CovarianceErrorResult:
     """Relative error of one network's kernel K̂_n against the NNGP kernel, over widths and depths."""
-    cfg = resolve_scale(scale, COVARIANCE_PRESETS)
+    cfg = _resolve(config, COVARIANCE_PRESETS, CovarianceConfig)
     key = jax.random.PRNGKey(1) if key is None else key
     k_x, k_nets = jax.random.split(key)
     x = jax.random.normal(k_x, (cfg.n_points, cfg.in_dim))
@@ -512,9 +524,9 @@ def _ensemble(net, key, x_train, y_train, x_eval, n_nets, chunk):
                        jax.random.split(key, n_nets), batch_size=chunk)
 
 
-def posterior_experiment(scale: str = "default", key: Optional[Array] = None) -> PosteriorResult:
+def posterior_experiment(config: Union[str, PosteriorConfig] = "default", *, key: Optional[Array] = None) -> PosteriorResult:
     """NNGP posterior on a 1-D problem and an ensemble of readout-trained wide networks."""
-    cfg = resolve_scale(scale, POSTERIOR_PRESETS)
+    cfg = _resolve(config, POSTERIOR_PRESETS, PosteriorConfig)
     key = jax.random.PRNGKey(2) if key is None else key
     x_train, y_train = toy_1d(cfg.n_train, low=-3.0, high=3.0)
     x_grid = np.linspace(-4.0, 4.0, cfg.n_grid)[:, None]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -180,12 +180,19 @@ class ConvergenceResult(Result):
     slopes: np.ndarray
 
 
-def convergence_experiment(scale: str = "default", key: Optional[Array] = None) -> ConvergenceResult:
+def convergence_experiment(config: Union[str, ConvergenceConfig] = "default", *, key: Optional[Array] = None) -> ConvergenceResult:
     """Empirical NTK (layer-wise, :func:`ntknotes.empirical.mlp_ntk`) against the analytic NTK.
 
     Each seed draws one network at the largest width; smaller widths are its sub-networks.
+    ``config`` is a preset name (``"ci"``, ``"paper"``; ``"default"`` reads ``$NTKNOTES_SCALE``)
+    or a :class:`ConvergenceConfig`.
     """
-    cfg = resolve_scale(scale, CONVERGENCE_PRESETS)
+    if isinstance(config, ConvergenceConfig):
+        cfg = config
+    elif isinstance(config, str):
+        cfg = resolve_scale(config, CONVERGENCE_PRESETS)
+    else:
+        raise TypeError(f"config must be a preset name or a ConvergenceConfig, got {type(config).__name__}")
     key = jax.random.PRNGKey(3) if key is None else key
     k_x, k_nets = jax.random.split(key)
     x = jax.random.normal(k_x, (cfg.n_points, cfg.in_dim))
