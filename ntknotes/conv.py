@@ -51,8 +51,8 @@ from typing import NamedTuple, Optional, Sequence, Union
 import jax
 import numpy as np
 
-from . import precision, stax
-from ._checks import check_choice, check_finite, check_nonnegative, check_positive_int
+from . import stax
+from ._checks import check_bool, check_choice, check_finite, check_float_dtype, check_nonnegative, check_positive_int
 from .activations import ACTIVATIONS, Activation, get_activation
 from .stax import KernelPair, _cntk
 from .stax.presets import conv_net
@@ -169,8 +169,7 @@ def conv_kernels(
         if tuple(x2.shape[1:]) != tuple(x1.shape[1:]):
             raise ValueError(f"x1 and x2 must have the same image shape, got {tuple(x1.shape[1:])} and {tuple(x2.shape[1:])}")
     depths = _check_depths(depths)
-    if not isinstance(gap, bool):
-        raise TypeError(f"gap must be True or False, got {gap!r}")
+    check_bool(gap, "gap")
     act = get_activation(activation)
     if not act.has_closed_form:
         closed = [name for name in ACTIVATIONS if get_activation(name).has_closed_form]
@@ -187,7 +186,7 @@ def conv_kernels(
         net = conv_net(max(depths), pooling=pooling, activation=act, sigma_w=sigma_w, sigma_b=sigma_b)
         net.output_shape((-1,) + in_shape)  # the description must fit the images
         spec = _cntk.match(net, in_shape)
-    dtype = np.dtype(dtype) if dtype is not None else np.dtype(precision.default_dtype())
+    dtype = check_float_dtype(dtype)
     out = _cntk.readouts(x1, x2, depths=depths, gap=gap, act=act, sw2=spec.sw2, sb2=spec.sb2,
                          block_size=None if block_size is None else check_positive_int(block_size, "block_size"),
                          dtype=dtype, backend=backend)

@@ -40,9 +40,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import precision, stax
+from . import stax
 from ._checks import (
     check_choice,
+    check_float_dtype,
     check_matrix,
     check_nonnegative,
     check_positive_int,
@@ -174,7 +175,7 @@ def layer_kernels(
               width=width)
     _validate(x1, x2)
     spec = _fc.match(net, (int(x1.shape[1]),))
-    dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
+    dtype = check_float_dtype(dtype)
     consts = spec.constants(dtype)
     d = int(x1.shape[1])
     x1 = jnp.asarray(x1, dtype)
