@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
-from .._checks import check_matrix, check_nonnegative, check_positive_int
+from .._checks import check_key, check_matrix, check_nonnegative, check_positive_int
 from ..activations import get_activation
 from ..data import toy_1d
 from ..dynamics import nngp_posterior
@@ -40,7 +40,7 @@ from ..kernels import nngp
 from ..networks import MLP, Params
 from ..stats import loglog_slope
 from ..training import gradient_descent
-from .common import Result, resolve_scale
+from .common import Result, resolve_config
 
 __all__ = [
     "NormalityConfig",
@@ -323,8 +323,8 @@ def normality_experiment(scale: str = "default", key: Optional[Array] = None) ->
     Every network is drawn at the largest width and seen at each smaller width through its
     sub-network of the first n units (:func:`subnetwork`), which is exactly a random width-n net.
     """
-    cfg = resolve_scale(scale, NORMALITY_PRESETS)
-    key = jax.random.PRNGKey(0) if key is None else key
+    cfg = resolve_config(scale, NORMALITY_PRESETS, NormalityConfig, "scale")
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
     k_nets, k_boot = jax.random.split(key)
     x = np.array([[1.0, 0.5], [-0.4, 1.2]])
     widths = tuple(2**i for i in range(int(math.log2(cfg.max_width)) + 1))
@@ -416,6 +416,7 @@ def nested_kernel_errors(net: MLP, kernel_fn, x: Array, key: Array, widths: Sequ
     Returns:
       (len(widths), n_nets) relative errors.
     """
+    check_key(key)
     check_matrix(x, "x", features=net.in_dim)
     widths = tuple(check_positive_int(w, "widths[i]") for w in widths)
     reference = np.asarray(reference)
@@ -425,8 +426,8 @@ def nested_kernel_errors(net: MLP, kernel_fn, x: Array, key: Array, widths: Sequ
 
 def covariance_error_experiment(scale: str = "default", key: Optional[Array] = None) -> CovarianceErrorResult:
     """Relative error of one network's kernel K̂_n against the NNGP kernel, over widths and depths."""
-    cfg = resolve_scale(scale, COVARIANCE_PRESETS)
-    key = jax.random.PRNGKey(1) if key is None else key
+    cfg = resolve_config(scale, COVARIANCE_PRESETS, CovarianceConfig, "scale")
+    key = jax.random.PRNGKey(1) if key is None else check_key(key)
     k_x, k_nets = jax.random.split(key)
     x = jax.random.normal(k_x, (cfg.n_points, cfg.in_dim))
     widths = tuple(cfg.widths)
@@ -514,8 +515,8 @@ def _ensemble(net, key, x_train, y_train, x_eval, n_nets, chunk):
 
 def posterior_experiment(scale: str = "default", key: Optional[Array] = None) -> PosteriorResult:
     """NNGP posterior on a 1-D problem and an ensemble of readout-trained wide networks."""
-    cfg = resolve_scale(scale, POSTERIOR_PRESETS)
-    key = jax.random.PRNGKey(2) if key is None else key
+    cfg = resolve_config(scale, POSTERIOR_PRESETS, PosteriorConfig, "scale")
+    key = jax.random.PRNGKey(2) if key is None else check_key(key)
     x_train, y_train = toy_1d(cfg.n_train, low=-3.0, high=3.0)
     x_grid = np.linspace(-4.0, 4.0, cfg.n_grid)[:, None]
     net = MLP(in_dim=1, width=cfg.width, depth=1, activation=cfg.activation, sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b)
