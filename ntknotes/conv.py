@@ -160,8 +160,12 @@ def conv_kernels(
       entry i equals ``conv_net(depths[i], pooling=...).kernel(x1, x2)``.
     Raises:
       ValueError / TypeError for non-image inputs, mismatched image shapes, non-positive depths,
-      negative or non-finite σ, an unknown backend, or ``backend="numba"`` with an activation
-      outside the ReLU family.
+      negative or non-finite σ, an unknown backend, ``backend="numba"`` with an activation
+      outside the ReLU family, a non-floating ``dtype`` or a ``gap`` that is not a bool.
+      ValueError "... out of range" for images whose kernels are not representable: with
+      σ_b = 0 and the ReLU family the kernels are computed in scaled form (images scaled by c
+      give c² times the kernels, for any c whose c² stays inside float64's range); otherwise
+      pixels beyond ~1e150 overflow and raise.
     """
     check_images(x1, "x1")
     if x2 is not None:

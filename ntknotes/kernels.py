@@ -130,8 +130,11 @@ def nngp_ntk(
       KernelPair(nngp, ntk), each of shape (N1, N2), or (N1,) if ``diagonal``.
 
     Raises:
-      ValueError / TypeError on wrong shapes, mismatched features, depth < 1, negative or
-      non-finite σ, NaN inputs or an unknown activation.
+      ValueError / TypeError on wrong shapes, mismatched features, depth < 1, a width < 1,
+      negative or non-finite σ, NaN inputs, an unknown activation, a non-floating ``dtype``
+      (TypeError) or a ``diagonal`` that is not a bool (TypeError).
+      ValueError when finite inputs give NaN kernel entries: a variance left the range of the
+      activation's dual maps (activations without a closed form cover variances up to 1e8).
 
     Example::
 

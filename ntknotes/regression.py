@@ -131,7 +131,8 @@ def solve_kernel(
       A :class:`KernelSolve`.
     Raises:
       SingularKernelError if K + λI is singular to working precision.
-      ValueError / TypeError for wrong shapes, non-symmetric or non-finite inputs, negative ridge.
+      ValueError / TypeError for wrong shapes, empty arrays ("k_train is empty"), non-symmetric or
+      non-finite inputs, negative ridge.
     """
     ridge = check_nonnegative(ridge, "ridge")
     max_jitter = check_nonnegative(max_jitter, "max_jitter")
@@ -171,6 +172,8 @@ def kernel_regression(
       ridge, method, max_jitter: as in :func:`solve_kernel`.
     Returns:
       (M,) or (M, m) predictions, matching the shape of ``y_train``.
+    Raises:
+      ValueError: as :func:`solve_kernel`, and for an empty ``k_test_train``.
     """
     check_nonempty(k_train, "k_train")
     check_nonempty(k_test_train, "k_test_train")
@@ -191,7 +194,11 @@ def predict_classes(predictions: Array) -> np.ndarray:
 
 
 def accuracy(predictions: Array, labels: Array) -> float:
-    """Fraction of rows whose predicted class (see :func:`predict_classes`) equals ``labels`` (M,)."""
+    """Fraction of rows whose predicted class (see :func:`predict_classes`) equals ``labels`` (M,).
+
+    Raises:
+      ValueError: ``predictions`` or ``labels`` is empty, or their lengths differ.
+    """
     labels = check_nonempty(np.asarray(labels), "labels").reshape(-1)
     pred = predict_classes(predictions)
     if pred.shape != labels.shape:

@@ -70,7 +70,7 @@ _BAD_KEYS = [
 
 
 def _key_entry_points():
-    from ntknotes import cnn, finite_width, solvers, stats, stax
+    from ntknotes import cnn, data, finite_width, solvers, stats, stax
     from ntknotes.experiments import gradient_flow, in_practice, linearization, ntk_recursion
 
     net = MLP(in_dim=3, width=4, depth=1)
@@ -88,14 +88,19 @@ def _key_entry_points():
         "weight_change": lambda k: linearization.weight_change("ci", k),
         "toy_experiment": lambda k: in_practice.toy_experiment("ci", k),
         "monte_carlo_duals": lambda k: ntk_recursion.monte_carlo_duals("relu", [1.0], [0.5], [1.0], key=k),
+        "train_test_split": lambda k: data.train_test_split(10, 2, 2, k),
+        "load_digits": lambda k: data.load_digits(10, 10, key=k),
+        "load_sphere_mixture": lambda k: data.load_sphere_mixture(data.two_class_dirichlet(2), 2, 2, key=k),
+        "toy_1d": lambda k: data.toy_1d(4, key=k),
+        "make_mnist1d": lambda k: data.make_mnist1d(4, 4, key=k),
     }
 
 
 @pytest.mark.parametrize("bad, err, what", _BAD_KEYS)
 def test_bad_prng_keys_are_refused_everywhere(bad, err, what):
     for name, call in _key_entry_points().items():
-        if name in ("train", "weight_change") and bad is None:
-            continue  # None is documented there: no minibatch key (train), the default key (weight_change)
+        if name in ("train", "weight_change", "toy_1d", "make_mnist1d") and bad is None:
+            continue  # None is documented there: no minibatch key, the default key, evenly spaced points, a seed
         with pytest.raises(err, match=f"key must be a JAX PRNG key.*{what}"):
             call(bad)
 

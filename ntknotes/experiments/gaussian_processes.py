@@ -195,6 +195,7 @@ def sample_outputs(
     if any(w > min(net.width) for w in widths):
         raise ValueError(f"every width must be <= the network's width {min(net.width)}, got {widths}")
     n_nets, chunk = check_positive_int(n_nets, "n_nets"), check_positive_int(chunk, "chunk")
+    check_key(key)
     return _sample_outputs(net, jnp.asarray(x), key, widths, n_nets, min(chunk, n_nets))
 
 
