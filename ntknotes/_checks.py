@@ -131,7 +131,10 @@ def check_key(key: Any, name: str = "key", *, batch: bool = False) -> Any:
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     lead = key.shape if typed else key.shape[:-1]
     if not typed and (key.dtype != jnp.uint32 or key.shape[-1:] != (2,)):
-        raise ValueError(f"{name} must be {what}, got an array of dtype {key.dtype} and shape {key.shape}")
+        raise ValueError(
+            f"{name} must be {what}, got an array of dtype {key.dtype} and shape {key.shape} "
+            f"(a legacy key is a uint32 array of shape (2,), a typed key a scalar of a key dtype)"
+        )
     if batch and (len(lead) != 1 or lead[0] < 1):
         raise ValueError(f"{name} must be {what}, got {'no batch' if not lead else 'keys of batch shape ' + str(lead)}")
     if not batch and lead:
