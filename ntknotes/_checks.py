@@ -19,6 +19,10 @@ __all__ = [
     "check_choice",
     "check_widths",
     "check_key",
+    "check_bool",
+    "check_float_dtype",
+    "check_nonempty",
+    "check_covariance",
 ]
 
 
@@ -105,19 +109,109 @@ def check_widths(width: Any, depth: int, name: str = "width") -> tuple[int, ...]
     raise TypeError(f"{name} must be a positive int or a sequence of {depth} positive ints, got {width!r}")
 
 
-def check_key(key: Any, name: str = "key") -> Any:
-    """Return ``key`` if it is one JAX PRNG key (a raw uint32 (2,) array or a typed key scalar), else raise."""
+def check_key(key: Any, name: str = "key", *, batch: bool = False) -> Any:
+    """Return ``key`` if it is one JAX PRNG key (or, with ``batch``, a 1-D batch of them), else raise.
+
+    Both kinds of key are accepted: a typed key from ``jax.random.key(seed)`` (a scalar whose
+    dtype is a key type; a batch has shape (E,)) and a legacy key from ``jax.random.PRNGKey(seed)``
+    (a uint32 array of shape (2,); a batch has shape (E, 2)).
+
+    Raises:
+      TypeError: ``key`` is not a JAX array (an int seed, None, a NumPy array, ...).
+      ValueError: a JAX array that is not a key (e.g. float entries) or a batch where one key is
+        expected (or one key where a batch is expected).
+    """
     import jax  # kept local: the rest of this module needs NumPy only
     import jax.numpy as jnp
 
+    what = "a batch of JAX PRNG keys (jax.random.split(key, E))" if batch else (
+        "a JAX PRNG key: a single jax.random.key(seed) or jax.random.PRNGKey(seed)")
     if not isinstance(key, jax.Array):
-        raise TypeError(f"{name} must be a JAX PRNG key (jax.random.PRNGKey(seed)), got {type(key).__name__} {key!r}")
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(f"{name} must be a single PRNG key, got a batch of shape {key.shape}")
-    elif key.dtype != jnp.uint32 or key.shape != (2,):
+        raise TypeError(f"{name} must be {what}, got {type(key).__name__} {key!r}")
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    lead = key.shape if typed else key.shape[:-1]
+    if not typed and (key.dtype != jnp.uint32 or key.shape[-1:] != (2,)):
         raise ValueError(
-            f"{name} must be a PRNG key: a uint32 array of shape (2,) from jax.random.PRNGKey, "
-            f"got dtype {key.dtype} and shape {key.shape}"
+            f"{name} must be {what}, got an array of dtype {key.dtype} and shape {key.shape} "
+            f"(a legacy key is a uint32 array of shape (2,), a typed key a scalar of a key dtype)"
         )
+    if batch and (len(lead) != 1 or lead[0] < 1):
+        raise ValueError(f"{name} must be {what}, got {'no batch' if not lead else 'keys of batch shape ' + str(lead)}")
+    if not batch and lead:
+        raise ValueError(f"{name} must be {what}, got a batch of keys of batch shape {lead}")
     return key
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` if it is True or False (a Python or NumPy bool), else raise TypeError.
+
+    Strings such as ``"false"`` and integers such as 1 are refused: ``bool("false")`` is True.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r} of type {type(value).__name__}")
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """Return ``dtype`` as a floating NumPy dtype; ``None`` gives the package default.
+
+    The default is float64 when JAX's 64-bit mode is on, else float32 (:mod:`ntknotes.precision`).
+
+    Raises:
+      TypeError: ``dtype`` is not a dtype, or is an integer, bool or complex dtype.
+    """
+    import jax.numpy as jnp  # local, as in check_key
+
+    from . import precision
+
+    if dtype is None:
+        return np.dtype(precision.default_dtype())
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be a floating dtype such as jnp.float32 or jnp.float64, got {dtype!r}") from None
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise TypeError(f"{name} must be a floating dtype such as jnp.float32 or jnp.float64, got {dt.name}")
+    return dt
+
+
+def check_nonempty(x: Any, name: str) -> Any:
+    """Raise ValueError if the array ``x`` has no entries (any axis of length 0); return it."""
+    shape = np.shape(x)
+    if 0 in shape:
+        raise ValueError(f"{name} is empty (shape {tuple(shape)}); it needs at least one entry")
+    return x
+
+
+def check_covariance(k11: Any, k12: Any, k22: Any, names: Sequence[str] = ("k11", "k12", "k22")) -> None:
+    """Raise ValueError unless (k11, k12, k22) are covariances of Gaussian pairs; arrays broadcast.
+
+    Each triple must have k11 >= 0, k22 >= 0 and |k12| <= √(k11 k22), up to rounding (a relative
+    slack of 1e-6, so that correlations computed in float32 pass). NaN entries are refused.
+    Traced values (under ``jax.jit``) cannot be inspected and are passed through unchecked.
+    """
+    try:
+        arrays = [np.asarray(k, dtype=np.float64) for k in (k11, k12, k22)]
+    except Exception:  # a JAX tracer: cannot be checked eagerly
+        return
+    try:
+        a, c, b = np.broadcast_arrays(*arrays)
+    except ValueError:
+        raise ValueError(f"{', '.join(names)} do not broadcast together: shapes {[x.shape for x in arrays]}") from None
+    for x, nm in ((a, names[0]), (c, names[1]), (b, names[2])):
+        if np.isnan(x).any():
+            raise ValueError(f"{nm} contains NaN")
+    for x, nm in ((a, names[0]), (b, names[2])):
+        if (x < 0).any():
+            raise ValueError(f"{nm} is a variance and must be >= 0, got {x.min():.6g}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        # |k12| <= √k11 √k22 in scaled form (no overflow of the product)
+        bound = np.sqrt(a) * np.sqrt(b)
+        bad = np.abs(c) > bound * (1 + 1e-6) + 1e-300
+    if bad.any():
+        i = np.flatnonzero(bad.ravel())[0]
+        raise ValueError(
+            f"({names[0]}, {names[1]}, {names[2]}) is not a covariance: |{names[1]}| must be at most "
+            f"sqrt({names[0]}·{names[2]}) (a correlation in [-1, 1]), got {names[1]} = {c.ravel()[i]:.6g} with "
+            f"{names[0]} = {a.ravel()[i]:.6g}, {names[2]} = {b.ravel()[i]:.6g}"
+        )

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import hermite_duals
 from . import precision  # noqa: F401  (sets the float policy)
-from ._checks import check_positive, check_positive_int
+from ._checks import check_covariance, check_positive, check_positive_int
 
 __all__ = [
     "Activation",
@@ -308,7 +308,15 @@ class Activation:
 
         Closed form where known, otherwise the Hermite series of :attr:`hermite`
         (error bounded by :meth:`dual_error_bound`).
+
+        Raises:
+          ValueError: for concrete inputs that are not a covariance (a negative variance, NaN,
+            or |k12| > √(k11 k22) beyond rounding, i.e. a correlation outside [-1, 1]), and, for
+            activations on the Hermite series, variances above the tables' range (1e8). Under
+            ``jax.jit`` the inputs are traced and these checks cannot run: the covariance is then
+            taken as given (the correlation clipped to [-1, 1]) and out-of-range variances give NaN.
         """
+        check_covariance(k11, k12, k22)
         if self.dual_fn is not None:
             return self.dual_fn(*jnp.broadcast_arrays(jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)))
         if not self.fast_series:
@@ -316,7 +324,11 @@ class Activation:
         return self.dual_and_derivative(k11, k12, k22)[0]
 
     def dual_derivative(self, k11: Array, k12: Array, k22: Array) -> Array:
-        """E[φ'(u)φ'(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]); arrays broadcast."""
+        """E[φ'(u)φ'(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]); arrays broadcast.
+
+        Raises: as :meth:`dual`.
+        """
+        check_covariance(k11, k12, k22)
         if self.dual_deriv_fn is not None:
             return self.dual_deriv_fn(*jnp.broadcast_arrays(jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)))
         if not self.fast_series:
@@ -332,11 +344,14 @@ class Activation:
             shapes, so pass them unbroadcast for speed.
         Returns:
           Two arrays of the broadcast shape.
+        Raises:
+          ValueError: as :meth:`dual` (concrete inputs only; not under ``jax.jit``).
 
         Example:
           >>> q = jnp.array([1.0, 2.0])
           >>> k, kd = gelu().dual_and_derivative(q[:, None], 0.5 * jnp.ones((2, 2)), q[None, :])
         """
+        check_covariance(k11, k12, k22)
         k11, k12, k22 = jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)
         if self.homogeneous_dual is not None:
             s1, s2, rho = _correlation(k11, k12, k22)
@@ -354,7 +369,9 @@ class Activation:
         """Bounds on the error of (dual, dual_derivative): zeros for closed forms, else the series bound.
 
         See :meth:`ntknotes.hermite_duals.HermiteDual.error_bound`; tabulation adds ~1e-12·E[φ²].
+        Raises ValueError as :meth:`dual`.
         """
+        check_covariance(k11, k12, k22)
         k11, k12, k22 = jnp.asarray(k11), jnp.asarray(k12), jnp.asarray(k22)
         if not self.uses_series:
             z = jnp.zeros(jnp.broadcast_shapes(k11.shape, k12.shape, k22.shape), jnp.result_type(k11, k12, k22, float))
@@ -362,11 +379,13 @@ class Activation:
         return self.hermite.error_bound(k11, k12, k22)
 
     def dual_quadrature(self, k11: Array, k12: Array, k22: Array) -> Array:
-        """E[φ(u)φ(v)] by quadrature, whether or not a closed form exists."""
+        """E[φ(u)φ(v)] by quadrature, whether or not a closed form exists; raises as :meth:`dual`."""
+        check_covariance(k11, k12, k22)
         return bivariate_expectation(self.fn, self.fn, k11, k12, k22, smooth=self.smooth)
 
     def dual_derivative_quadrature(self, k11: Array, k12: Array, k22: Array) -> Array:
-        """E[φ'(u)φ'(v)] by quadrature, whether or not a closed form exists."""
+        """E[φ'(u)φ'(v)] by quadrature, whether or not a closed form exists; raises as :meth:`dual`."""
+        check_covariance(k11, k12, k22)
         return bivariate_expectation(self.derivative, self.derivative, k11, k12, k22, smooth=self.smooth)
 
     # -- one-dimensional Gaussian quantities -------------------------------

@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import precision, stax
-from ._checks import check_choice, check_key, check_nonnegative, check_positive_int
+from . import stax
+from ._checks import check_choice, check_float_dtype, check_key, check_nonnegative, check_positive_int
 from .activations import Activation, get_activation
 from .conv import POOLINGS, ConvKernels, conv_kernels
 from .stax.presets import conv_net
@@ -119,7 +119,7 @@ class CNN:
           dtype: float dtype (default from :mod:`ntknotes.precision`).
         """
         check_key(key)
-        dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
+        dtype = check_float_dtype(dtype)
         keys = jax.random.split(key, 2 * (self.depth + 1))
         c_in, n = self.image_shape[2], self.channels
         params = []

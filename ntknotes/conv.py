@@ -51,8 +51,8 @@ from typing import NamedTuple, Optional, Sequence, Union
 import jax
 import numpy as np
 
-from . import precision, stax
-from ._checks import check_choice, check_finite, check_nonnegative, check_positive_int
+from . import stax
+from ._checks import check_bool, check_choice, check_finite, check_float_dtype, check_nonnegative, check_positive_int
 from .activations import ACTIVATIONS, Activation, get_activation
 from .stax import KernelPair, _cntk
 from .stax.presets import conv_net
@@ -160,8 +160,12 @@ def conv_kernels(
       entry i equals ``conv_net(depths[i], pooling=...).kernel(x1, x2)``.
     Raises:
       ValueError / TypeError for non-image inputs, mismatched image shapes, non-positive depths,
-      negative or non-finite σ, an unknown backend, or ``backend="numba"`` with an activation
-      outside the ReLU family.
+      negative or non-finite σ, an unknown backend, ``backend="numba"`` with an activation
+      outside the ReLU family, a non-floating ``dtype`` or a ``gap`` that is not a bool.
+      ValueError "... out of range" for images whose kernels are not representable: with
+      σ_b = 0 and the ReLU family the kernels are computed in scaled form (images scaled by c
+      give c² times the kernels, for any c whose c² stays inside float64's range); otherwise
+      pixels beyond ~1e150 overflow and raise.
     """
     check_images(x1, "x1")
     if x2 is not None:
@@ -169,8 +173,7 @@ def conv_kernels(
         if tuple(x2.shape[1:]) != tuple(x1.shape[1:]):
             raise ValueError(f"x1 and x2 must have the same image shape, got {tuple(x1.shape[1:])} and {tuple(x2.shape[1:])}")
     depths = _check_depths(depths)
-    if not isinstance(gap, bool):
-        raise TypeError(f"gap must be True or False, got {gap!r}")
+    check_bool(gap, "gap")
     act = get_activation(activation)
     if not act.has_closed_form:
         closed = [name for name in ACTIVATIONS if get_activation(name).has_closed_form]
@@ -187,7 +190,7 @@ def conv_kernels(
         net = conv_net(max(depths), pooling=pooling, activation=act, sigma_w=sigma_w, sigma_b=sigma_b)
         net.output_shape((-1,) + in_shape)  # the description must fit the images
         spec = _cntk.match(net, in_shape)
-    dtype = np.dtype(dtype) if dtype is not None else np.dtype(precision.default_dtype())
+    dtype = check_float_dtype(dtype)
     out = _cntk.readouts(x1, x2, depths=depths, gap=gap, act=act, sw2=spec.sw2, sb2=spec.sb2,
                          block_size=None if block_size is None else check_positive_int(block_size, "block_size"),
                          dtype=dtype, backend=backend)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import tiling
-from ._checks import check_choice, check_finite, check_key, check_positive_int, check_same_features
+from ._checks import check_bool, check_choice, check_finite, check_float_dtype, check_key, check_positive_int, check_same_features
 from .networks import MLP, Params
 
 __all__ = [
@@ -512,6 +512,8 @@ def monte_carlo_kernels(net, x1: Array, x2: Optional[Array] = None, *, key: Arra
     if n_samples < 2:
         raise ValueError(f"n_samples must be at least 2 (for a standard error), got {n_samples}")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
+    check_bool(ntk, "ntk")
+    dtype = check_float_dtype(dtype)
     _check_inputs(x1, x2)
     xb = x1 if x2 is None else x2
     shape = (-1,) + tuple(x1.shape[1:])

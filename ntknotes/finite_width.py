@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import precision
-from ._checks import check_finite, check_nonnegative, check_positive, check_positive_int
+from ._checks import check_bool, check_finite, check_float_dtype, check_key, check_nonnegative, check_positive, check_positive_int
 
 __all__ = [
     "ReLUNet",
@@ -119,9 +119,8 @@ class ReLUNet:
 
         All weights come from one draw of Σ n_{l-1} n_l standard normals, cut layer by layer.
         """
-        if not isinstance(key, jax.Array):
-            raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey), got {type(key).__name__}")
-        dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
+        check_key(key)
+        dtype = check_float_dtype(dtype)
         z = jax.random.normal(key, (self.num_weights,), dtype)
         s, out, start = self.sizes, [], 0
         for i in range(self.depth):
@@ -412,14 +411,15 @@ def sample_ntk(
       :class:`NTKSamples` with arrays of leading dimension M.
     """
     x = _check_input(net, x)
-    if not isinstance(key, jax.Array):
-        raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey), got {type(key).__name__}")
+    check_key(key)
+    check_bool(update, "update")
+    check_bool(progress, "progress")
     m = check_positive_int(num_networks, "num_networks")
     if m < 2:
         raise ValueError(f"num_networks must be >= 2 to estimate moments, got {m}")
     chunk = min(check_positive_int(chunk_size, "chunk_size"), m)
     target = _check_real(target, "target")
-    dtype = str(jnp.dtype(dtype) if dtype is not None else precision.default_dtype())
+    dtype = str(check_float_dtype(dtype))
     x = x.astype(dtype)
     keys = jax.random.split(key, m)
     n_chunks = -(-m // chunk)
@@ -450,6 +450,9 @@ def layer_ratio_product(widths: Sequence[int]) -> float:
     return float(np.prod([1.0 + 5.0 / check_positive_int(n, "width") for n in widths]))
 
 
+_MAX_MOMENT_ORDER = 100
+
+
 def relu_layer_moments(width: int, order: int = 4) -> np.ndarray:
     """Exact moments E[R^k], k = 0..order, of one ReLU layer's squared-norm ratio.
 
@@ -462,10 +465,13 @@ def relu_layer_moments(width: int, order: int = 4) -> np.ndarray:
     of 10⁹ takes as long as a width of 10.
 
     Args:
-      width: n ≥ 1.
-      order: highest moment k ≥ 1.
+      width: n ≥ 1 (any size: 10⁹ is as fast as 10).
+      order: highest moment k, 1 ≤ k ≤ 100.
     Returns:
       float array of shape (order + 1,).
+    Raises:
+      ValueError: order above 100: the cost grows as order², and E[R^k] >= (2k − 1)!!·(2/n)^k/2
+        leaves float64's range for k of a few hundred at small widths.
 
     Example:
       >>> relu_layer_moments(10, 2)  # doctest: +SKIP
@@ -473,7 +479,12 @@ def relu_layer_moments(width: int, order: int = 4) -> np.ndarray:
     """
     n = check_positive_int(width, "width")
     order = check_positive_int(order, "order")
-    y = np.array([1.0] + [0.5 * float(np.prod(np.arange(1, 2 * k, 2))) for k in range(1, order + 1)])
+    if order > _MAX_MOMENT_ORDER:
+        raise ValueError(
+            f"order must be at most {_MAX_MOMENT_ORDER}, got {order}: the cost grows as order² and the moments "
+            f"E[R^k] ~ (2k-1)!! overflow float64 for orders of a few hundred"
+        )
+    y = np.array([1.0] + [0.5 * float(np.prod(np.arange(1, 2 * k, 2, dtype=np.float64))) for k in range(1, order + 1)])
     y *= (2.0 / n) ** np.arange(order + 1)
     binom = np.array([[math.comb(k, i) for i in range(order + 1)] for k in range(order + 1)], dtype=float)
 

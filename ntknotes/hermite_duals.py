@@ -149,6 +149,20 @@ def _point_values(fn: Callable, deriv: Callable, q: np.ndarray, terms: int) -> n
     return np.concatenate([a, b, tae[:, None], tao[:, None], tbe[:, None], tbo[:, None]], axis=1)
 
 
+def _check_range(q) -> None:
+    """Raise ValueError if concrete variances exceed the tables' range (skipped for traced values)."""
+    try:
+        qmax = float(np.max(np.asarray(q, dtype=np.float64), initial=0.0))
+    except Exception:  # a JAX tracer: cannot be checked eagerly
+        return
+    if qmax > _Q_MAX:
+        raise ValueError(
+            f"a variance of {qmax:.3g} is out of range for the Hermite-series dual maps (tabulated for "
+            f"variances up to {_Q_MAX:.0e}): rescale the inputs (or σ_w) so that the pre-activation "
+            f"variances stay below {_Q_MAX:.0e}"
+        )
+
+
 def _ratio(root_tail: Array, last: Array) -> Array:
     """μ = T/(T + a_last²) in [0, 1): the per-parity decay of a geometric tail a_k² ∝ μ^{k/2}.
 
@@ -226,12 +240,15 @@ class HermiteDual:
         """The per-point coefficients of φ(√q z) and φ'(√q z).
 
         Args:
-          q: variances, any shape S (>= 0); entries above 1e8 give NaN.
+          q: variances, any shape S (>= 0). Entries above 1e8 (outside the tables) raise a
+            ValueError when ``q`` is concrete; under ``jax.jit`` the check cannot run and they
+            give NaN.
           terms: series length K (default: ``self.terms`` in float64, min(terms, 24) otherwise).
         Returns:
           PointFeatures with ``a``, ``b`` of shape (K,) + S (series index first, so that each
           term of a pair's polynomial reads contiguous memory) and the tail roots of shape S.
         """
+        _check_range(q)
         q = jnp.asarray(q)
         dtype = q.dtype if jnp.issubdtype(q.dtype, jnp.floating) else jnp.result_type(float)
         q = q.astype(dtype)
@@ -315,6 +332,8 @@ class HermiteDual:
         """Both dual maps for broadcastable (k11, k12, k22); per-point work stays on k11's and k22's shapes."""
         from .activations import correlation  # local: activations imports this module
 
+        _check_range(k11)
+        _check_range(k22)  # before either point's features build the tables
         rho = correlation(k11, k12, k22)
         return self.pair(self.features(k11, terms), self.features(k22, terms), rho)
 
@@ -322,6 +341,8 @@ class HermiteDual:
         """Bounds on |series − truth| of both dual maps: 2 Σ_parity √(T(q1)T(q2)) |ρ|^{K_parity}."""
         from .activations import correlation
 
+        _check_range(k11)
+        _check_range(k22)
         rho = jnp.abs(correlation(k11, k12, k22))
         f1, f2 = self.features(k11, terms), self.features(k22, terms)
         k = f1.a.shape[0]

@@ -40,9 +40,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import precision, stax
+from . import stax
 from ._checks import (
     check_choice,
+    check_float_dtype,
     check_matrix,
     check_nonnegative,
     check_positive_int,
@@ -163,8 +164,11 @@ def nngp_ntk(
       KernelPair(nngp, ntk), each of shape (N1, N2), or (N1,) if ``diagonal``.
 
     Raises:
-      ValueError / TypeError on wrong shapes, mismatched features, depth < 1, negative or
-      non-finite σ, NaN inputs or an unknown activation.
+      ValueError / TypeError on wrong shapes, mismatched features, depth < 1, a width < 1,
+      negative or non-finite σ, NaN inputs, an unknown activation, a non-floating ``dtype``
+      (TypeError) or a ``diagonal`` that is not a bool (TypeError).
+      ValueError when finite inputs give NaN kernel entries: a variance left the range of the
+      activation's dual maps (activations without a closed form cover variances up to 1e8).
 
     Differentiable with respect to x1, x2, ``sigma_w`` and ``sigma_b`` (``jax.grad``, also on the
     diagonal, where ρ = 1); traced arguments are evaluated as one tile unless ``block_size`` is set.
@@ -223,7 +227,7 @@ def layer_kernels(
     net, constants = _description(depth, activation, sigma_w, sigma_b, parameterization, width)
     _validate(x1, x2)
     spec = _fc.match(net, (int(x1.shape[1]),))
-    dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
+    dtype = check_float_dtype(dtype)
     consts = spec.constants(dtype) if constants is None else constants(spec, dtype)
     d = int(x1.shape[1])
     x1 = jnp.asarray(x1, dtype)

@@ -29,8 +29,8 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
-from . import precision, stax
-from ._checks import check_choice, check_key, check_matrix, check_nonnegative, check_positive_int, check_widths
+from . import stax
+from ._checks import check_choice, check_float_dtype, check_key, check_matrix, check_nonnegative, check_positive_int, check_widths
 from .activations import Activation, get_activation
 from .stax import PARAMETERIZATIONS, KernelPair
 from .stax.presets import mlp
@@ -128,7 +128,7 @@ class MLP:
           dtype: float dtype (default from :mod:`ntknotes.precision`).
         """
         check_key(key)
-        dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
+        dtype = check_float_dtype(dtype)
         w = self.widths
         keys = jax.random.split(key, 2 * (len(w) - 1))
         params = []

@@ -38,7 +38,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ._checks import check_choice, check_finite, check_positive_int
+from ._checks import check_choice, check_finite, check_float_dtype, check_positive_int
 
 __all__ = ["KernelFn", "KernelOperator", "fc_kernel", "conv_kernel", "default_mesh", "KINDS"]
 
@@ -97,10 +97,9 @@ def conv_kernel(kind: str = "ntk", *, depth: int, pooling: str = "gap", dtype=No
     """
     check_choice(kind, "kind", KINDS)
     check_choice(pooling, "pooling", ("gap", "flatten"))
-    from . import precision
     from .conv import conv_kernels
 
-    out_dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
+    out_dtype = check_float_dtype(dtype)
 
     def host(x1, x2):
         n = max(x1.shape[0], x2.shape[0], 1)

@@ -16,12 +16,17 @@ import contextlib
 import jax
 import jax.numpy as jnp
 
+from ._checks import check_bool
+
 __all__ = ["enable_x64", "x64_enabled", "default_dtype", "x64_scope"]
 
 
 def enable_x64(enabled: bool = True) -> None:
-    """Turn JAX's 64-bit mode on (or off) for the whole process; call it before creating arrays."""
-    jax.config.update("jax_enable_x64", bool(enabled))
+    """Turn JAX's 64-bit mode on (or off) for the whole process; call it before creating arrays.
+
+    Raises TypeError unless ``enabled`` is True or False (``"false"`` or 0 are refused).
+    """
+    jax.config.update("jax_enable_x64", check_bool(enabled, "enabled"))
 
 
 def x64_enabled() -> bool:

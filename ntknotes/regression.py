@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_choice, check_finite, check_nonnegative, check_positive_int
+from ._checks import check_bool, check_choice, check_finite, check_key, check_nonempty, check_nonnegative, check_positive_int
 from .linalg import SingularKernelError, check_square_symmetric, solve_psd
 
 __all__ = [
@@ -131,11 +131,14 @@ def solve_kernel(
       A :class:`KernelSolve`.
     Raises:
       SingularKernelError if K + λI is singular to working precision.
-      ValueError / TypeError for wrong shapes, non-symmetric or non-finite inputs, negative ridge.
+      ValueError / TypeError for wrong shapes, empty arrays ("k_train is empty"), non-symmetric or
+      non-finite inputs, negative ridge.
     """
     ridge = check_nonnegative(ridge, "ridge")
     max_jitter = check_nonnegative(max_jitter, "max_jitter")
     check_choice(method, "method", METHODS)
+    check_nonempty(k_train, "k_train")
+    check_nonempty(y_train, "y_train")
     check_square_symmetric(k_train, "k_train")
     y = jnp.asarray(y_train)
     if y.ndim not in (1, 2) or y.shape[0] != k_train.shape[0]:
@@ -169,7 +172,11 @@ def kernel_regression(
       ridge, method, max_jitter: as in :func:`solve_kernel`.
     Returns:
       (M,) or (M, m) predictions, matching the shape of ``y_train``.
+    Raises:
+      ValueError: as :func:`solve_kernel`, and for an empty ``k_test_train``.
     """
+    check_nonempty(k_train, "k_train")
+    check_nonempty(k_test_train, "k_test_train")
     check_square_symmetric(k_train, "k_train")
     _check_kernel_pair(k_train, k_test_train)
     sol = solve_kernel(k_train, y_train, ridge=ridge, method=method, max_jitter=max_jitter)
@@ -178,7 +185,7 @@ def kernel_regression(
 
 def predict_classes(predictions: Array) -> np.ndarray:
     """Class labels from (M, k) scores (argmax per row) or, for (M,)/(M, 1) scores, from their sign (1 if > 0)."""
-    p = np.asarray(predictions)
+    p = check_nonempty(np.asarray(predictions), "predictions")
     if p.ndim == 1 or (p.ndim == 2 and p.shape[1] == 1):
         return (p.reshape(-1) > 0).astype(np.int64)
     if p.ndim != 2:
@@ -187,8 +194,12 @@ def predict_classes(predictions: Array) -> np.ndarray:
 
 
 def accuracy(predictions: Array, labels: Array) -> float:
-    """Fraction of rows whose predicted class (see :func:`predict_classes`) equals ``labels`` (M,)."""
-    labels = np.asarray(labels).reshape(-1)
+    """Fraction of rows whose predicted class (see :func:`predict_classes`) equals ``labels`` (M,).
+
+    Raises:
+      ValueError: ``predictions`` or ``labels`` is empty, or their lengths differ.
+    """
+    labels = check_nonempty(np.asarray(labels), "labels").reshape(-1)
     pred = predict_classes(predictions)
     if pred.shape != labels.shape:
         raise ValueError(f"{pred.shape[0]} predictions but {labels.shape[0]} labels")
@@ -281,7 +292,11 @@ def solve_operator(
     ridge = check_nonnegative(ridge, "ridge")
     check_choice(method, "method", ("auto", "cg", "direct"))
     direct_max = check_positive_int(direct_max, "direct_max")
-    y = jnp.asarray(y_train)
+    check_bool(progress, "progress")
+    check_bool(verbose, "verbose")
+    if key is not None:
+        check_key(key)
+    y = jnp.asarray(check_nonempty(y_train, "y_train"))
     if y.ndim not in (1, 2) or y.shape[0] != op.n:
         raise ValueError(f"y_train must have shape (N,) or (N, m) with N = {op.n} (the operator's size), got {y.shape}")
     check_finite(y, "y_train")

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_choice, check_finite, check_nonnegative, check_positive, check_positive_int
+from ._checks import check_bool, check_choice, check_finite, check_key, check_nonnegative, check_positive, check_positive_int
 
 __all__ = [
     "CGResult",
@@ -188,6 +188,7 @@ class NystromPreconditioner:
             or ``"uniform"`` (landmarks uniformly without replacement).
         """
         rank = check_positive_int(rank, "rank")
+        check_key(key)
         check_choice(method, "method", ("rpcholesky", "uniform"))
         block = check_positive_int(block, "block")
         n = op.n
@@ -272,6 +273,8 @@ def conjugate_gradient(
     """
     tol = check_positive(tol, "tol")
     ridge = check_nonnegative(ridge, "ridge")
+    check_bool(progress, "progress")
+    check_bool(check_residual, "check_residual")
     check_choice(on_failure, "on_failure", ("warn", "raise"))
     matvec = as_matvec(a, ridge)
     b = jnp.asarray(b)

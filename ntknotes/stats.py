@@ -6,6 +6,8 @@ from typing import Callable, NamedTuple
 import jax
 import numpy as np
 
+from ._checks import check_key
+
 __all__ = ["Fit", "loglog_slope", "BootstrapCI", "bootstrap_ci", "relative_error"]
 
 
@@ -82,6 +84,7 @@ def bootstrap_ci(
         raise ValueError(f"bootstrap needs at least 2 samples along axis 0, got shape {samples.shape}")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
+    check_key(key)
     n = samples.shape[0]
     idx = np.asarray(jax.random.randint(key, (int(n_boot), n), 0, n))
     stats = np.array([statistic(samples[i]) for i in idx])

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_choice, check_finite, check_nonnegative, check_positive, check_positive_int
+from ._checks import check_bool, check_choice, check_finite, check_key, check_nonnegative, check_positive, check_positive_int
 
 __all__ = [
     "LOSSES",
@@ -156,8 +156,11 @@ class _Config:
 
 def _check_config(
     lr: float, steps: int, loss: str, momentum: float, batch_size: Optional[int], n: int, key: Any,
-    record_steps: Optional[Sequence[int]], linearized: bool,
+    record_steps: Optional[Sequence[int]], linearized: bool, raise_on_divergence: bool,
 ) -> _Config:
+    if key is not None:
+        check_key(key)
+    check_bool(raise_on_divergence, "raise_on_divergence")
     lr = check_positive(lr, "lr")
     steps = check_positive_int(steps, "steps")
     check_choice(loss, "loss", tuple(LOSSES))
@@ -172,8 +175,7 @@ def _check_config(
             raise ValueError("minibatch SGD (batch_size < N) needs a PRNG key: pass key=jax.random.PRNGKey(...)")
         if batch_size == n:
             batch_size = None
-    if not isinstance(linearized, bool):
-        raise TypeError(f"linearized must be True or False, got {linearized!r}")
+    check_bool(linearized, "linearized")
     rec = _record_schedule(record_steps, steps)
     return _Config(lr, steps, loss, momentum, batch_size, linearized, tuple(int(r) for r in rec))
 
@@ -364,7 +366,8 @@ def train(
       FloatingPointError when the loss becomes NaN or infinite (unless ``raise_on_divergence=False``).
     """
     x, y, x_eval = _check_data(x, y, x_eval)
-    cfg = _check_config(lr, steps, loss, momentum, batch_size, x.shape[0], key, record_steps, linearized)
+    cfg = _check_config(lr, steps, loss, momentum, batch_size, x.shape[0], key, record_steps, linearized,
+                        raise_on_divergence)
     _check_apply(apply, params, x, y)
     track = param_fn if param_fn is not None else _no_track
     run = _get_run(apply, cfg, track)
@@ -451,13 +454,14 @@ def train_ensemble(
     """
     if not callable(init):
         raise TypeError(f"init must be callable as init(key) -> params, got {type(init).__name__}")
-    keys = jnp.asarray(keys)
-    if keys.ndim != 2 or keys.shape[0] < 1:
-        raise ValueError(f"keys must be an (E, 2) array of PRNG keys (jax.random.split(key, E)), got shape {keys.shape}")
+    check_key(keys, "keys", batch=True)
+    check_bool(keep_params, "keep_params")
+    check_bool(progress, "progress")
     n_members = int(keys.shape[0])
     chunk = n_members if chunk_size is None else min(check_positive_int(chunk_size, "chunk_size"), n_members)
     x, y, x_eval = _check_data(x, y, x_eval)
-    cfg = _check_config(lr, steps, loss, momentum, batch_size, x.shape[0], keys[0], record_steps, linearized)
+    cfg = _check_config(lr, steps, loss, momentum, batch_size, x.shape[0], keys[0], record_steps, linearized,
+                        raise_on_divergence)
     _check_apply(apply, jax.eval_shape(init, keys[0]), x, y)
     track = param_fn if param_fn is not None else _no_track
     run = _make_run(apply, cfg, track)

@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 import jax
 import numpy as np
 
-from .._checks import check_choice, check_finite, check_positive_int
+from .._checks import check_choice, check_finite, check_key, check_positive_int
 
 __all__ = ["Dataset", "check_labels", "encode_targets", "normalize_inputs", "train_test_split"]
 
@@ -145,6 +145,7 @@ def train_test_split(
     """
     n_train = check_positive_int(n_train, "n_train")
     n_test = check_positive_int(n_test, "n_test")
+    check_key(key)
     if n_train + n_test > n_total:
         raise ValueError(f"n_train + n_test = {n_train + n_test} exceeds the {n_total} available points")
     perm = np.asarray(jax.random.permutation(key, n_total))

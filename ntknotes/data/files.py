@@ -24,7 +24,7 @@ from typing import Optional, Union
 import jax
 import numpy as np
 
-from .._checks import check_positive_int
+from .._checks import check_key, check_positive_int
 from .core import Dataset, check_labels, encode_targets, normalize_inputs
 
 __all__ = ["read_idx", "write_idx", "load_mnist", "read_cifar10_batch", "load_cifar10"]
@@ -180,6 +180,7 @@ def load_mnist(
             found = data_dir / (name + ".gz")
             _download(MNIST_URL + name + ".gz", found)
         paths[part] = found
+    check_key(key)
     xtr, ltr = read_idx(paths["train_images"]), read_idx(paths["train_labels"])
     xte, lte = read_idx(paths["test_images"]), read_idx(paths["test_labels"])
     if xtr.ndim != 3 or len(xtr) != len(ltr) or xte.ndim != 3 or len(xte) != len(lte):
@@ -255,6 +256,7 @@ def load_cifar10(
     train_files = sorted(root.glob("data_batch_*"))
     if not train_files:
         raise FileNotFoundError(f"no data_batch_* files in {root}")
+    check_key(key)
     parts = [read_cifar10_batch(f) for f in train_files]
     xtr = np.concatenate([p[0] for p in parts])
     ltr = np.concatenate([p[1] for p in parts])

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .._checks import check_nonnegative, check_positive_int
+from .._checks import check_key, check_nonnegative, check_positive_int
 from .core import Dataset, encode_targets, normalize_inputs
 
 __all__ = ["mnist1d_templates", "make_mnist1d"]
@@ -118,7 +118,7 @@ def make_mnist1d(
     if (key is None) == (seed is None):
         raise TypeError("pass exactly one of key (a JAX PRNG key) and seed (an int)")
     if seed is None:
-        seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+        seed = int(jax.random.randint(check_key(key), (), 0, 2**31 - 1))
     elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise TypeError(f"seed must be an int in [0, 2**32), got {seed!r}")
     rng = np.random.RandomState(int(seed))

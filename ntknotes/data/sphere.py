@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from .._checks import check_matrix, check_positive_int
+from .._checks import check_key, check_matrix, check_positive_int
 from .core import Dataset
 
 __all__ = ["DirichletMixture", "two_class_dirichlet", "load_sphere_mixture"]
@@ -63,6 +63,7 @@ class DirichletMixture:
     def sample(self, n: int, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
         """n points x (n, d+1) on S^d_+ and their labels y (n,) in {−1, +1}."""
         n = check_positive_int(n, "n")
+        check_key(key)
         k1, k2 = jax.random.split(key)
         plus = np.asarray(jax.random.bernoulli(k1, self.prior_plus, (n,)))
         beta = self.concentrations[plus.astype(int)]
@@ -131,6 +132,7 @@ def load_sphere_mixture(
         raise TypeError(f"mixture must be a DirichletMixture, got {type(mixture).__name__}")
     n_train = check_positive_int(n_train, "n_train")
     n_test = check_positive_int(n_test, "n_test")
+    check_key(key)
     k1, k2 = jax.random.split(key)
     xtr, ytr = mixture.sample(n_train, k1)
     xte, yte = mixture.sample(n_test, k2)

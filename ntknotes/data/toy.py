@@ -6,7 +6,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from .._checks import check_matrix, check_nonnegative, check_positive_int
+from .._checks import check_key, check_matrix, check_nonnegative, check_positive_int
 
 __all__ = ["toy_1d", "augment_with_one"]
 
@@ -38,7 +38,7 @@ def toy_1d(
             raise ValueError("noise > 0 needs a PRNG key")
         x = np.linspace(low, high, n)
     else:
-        k1, k2 = jax.random.split(key)
+        k1, k2 = jax.random.split(check_key(key))
         x = np.sort(np.asarray(jax.random.uniform(k1, (n,), minval=low, maxval=high), dtype=np.float64))
     y = np.sin(1.3 * x) + 0.3 * x
     if noise > 0:

@@ -9,33 +9,101 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Type, TypeVar
 
 import numpy as np
 
-__all__ = ["SCALES", "resolve_scale", "Result", "save_result", "load_result", "cached"]
+__all__ = ["SCALES", "resolve_scale", "resolve_config", "check_config", "Result", "save_result", "load_result", "cached"]
 
 SCALES = ("ci", "book", "paper")
 T = TypeVar("T")
 
 
-def resolve_scale(scale: str, presets: Mapping[str, T]) -> T:
+def resolve_scale(scale: str, presets: Mapping[str, T], name: str = "scale") -> T:
     """Look up a preset by name; ``"book"`` falls back to ``"ci"`` when a chapter defines none.
 
     The environment variable ``NTKNOTES_SCALE`` overrides the default ``"ci"`` only when
     ``scale`` is ``"default"``.
     """
+    if not isinstance(scale, str):
+        raise TypeError(f"{name} must be a preset name (one of {['default', *SCALES]}), got {type(scale).__name__} {scale!r}")
     if scale == "default":
         scale = os.environ.get("NTKNOTES_SCALE", "ci")
     if scale not in SCALES:
-        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
+        raise ValueError(f"unknown scale preset {scale!r} for {name}; valid names: {['default', *SCALES]}")
     if scale == "book" and "book" not in presets:
         scale = "ci"
     if scale not in presets:
-        raise ValueError(f"this experiment has no {scale!r} preset; available: {sorted(presets)}")
+        raise ValueError(f"{name}: this experiment has no {scale!r} preset; available: {sorted(presets)}")
     return presets[scale]
+
+
+def resolve_config(config: Any, presets: Mapping[str, T], cls: type, name: str = "config") -> T:
+    """The configuration an experiment runs with: a preset by name, or a ``cls`` instance checked.
+
+    Args:
+      config: a preset name (see :func:`resolve_scale`) or an instance of the dataclass ``cls``.
+      presets: the experiment's presets by name.
+      cls: the experiment's configuration dataclass.
+      name: the argument's name, for messages.
+    Returns:
+      The configuration (``cls`` instance), its fields checked by :func:`check_config`.
+    Raises:
+      ValueError: an unknown preset name (the message lists the valid ones), or a field that is
+        empty, negative or NaN where a size, a count or a scale is expected.
+      TypeError: ``config`` is neither a string nor a ``cls``.
+    """
+    if isinstance(config, str):
+        return check_config(resolve_scale(config, presets, name), name)
+    if not isinstance(config, cls):
+        raise TypeError(
+            f"{name} must be a preset name (one of {['default', *SCALES]}) or a {cls.__name__}, "
+            f"got {type(config).__name__}"
+        )
+    return check_config(config, name)
+
+
+def check_config(config: T, name: str = "config") -> T:
+    """Check the fields of a configuration dataclass; returns it unchanged.
+
+    The rules, by the type of each field's value (``None`` is skipped): an int is a size or a count
+    and must be >= 1 (>= 0 for a field named ``*seed*``); a float must not be NaN or negative
+    (infinity is allowed: e.g. the time t = ∞); a string must not be empty; a tuple or list must
+    not be empty and its entries follow the same rules, except that integer entries may be 0
+    (labels such as class 0, recorded step 0).
+
+    Raises:
+      ValueError / TypeError naming the field, e.g. ``config.widths is empty``.
+    """
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"{name} must be a configuration dataclass, got {type(config).__name__}")
+    for field in dataclasses.fields(config):
+        _check_field(getattr(config, field.name), f"{name}.{field.name}", "seed" in field.name, False)
+    return config
+
+
+def _check_field(value: Any, label: str, seed: bool, entry: bool) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, numbers.Integral):
+        low = 0 if seed or entry else 1
+        if value < low:
+            raise ValueError(f"{label} must be an integer >= {low}, got {value}")
+    elif isinstance(value, numbers.Real):
+        if math.isnan(value) or value < 0:
+            raise ValueError(f"{label} must be a number >= 0, got {value}")
+    elif isinstance(value, str):
+        if not value:
+            raise ValueError(f"{label} is an empty string")
+    elif isinstance(value, (tuple, list)):
+        if len(value) == 0:
+            raise ValueError(f"{label} is empty; it needs at least one entry")
+        for i, v in enumerate(value):
+            _check_field(v, f"{label}[{i}]", seed, True)
 
 
 class Result:

@@ -21,7 +21,8 @@ from .. import deep_limit as dl
 from ..activations import Activation, erf, hermite, phi_opt, relu
 from ..data.sphere import two_class_dirichlet
 from ..stats import loglog_slope
-from .common import Result, resolve_scale
+from .._checks import check_key
+from .common import Result, resolve_config
 
 __all__ = [
     "case_table",
@@ -277,9 +278,10 @@ def classification(scale: "str | ClassificationConfig" = "default", key: "jax.Ar
       scale: a preset name ("ci", "paper"; "default" reads NTKNOTES_SCALE) or a config.
       key: PRNG key for the data (required).
     """
-    cfg = scale if isinstance(scale, ClassificationConfig) else resolve_scale(scale, PRESETS)
+    cfg = resolve_config(scale, PRESETS, ClassificationConfig, "scale")
     if key is None:
-        raise ValueError("classification needs a PRNG key")
+        raise ValueError("classification needs a PRNG key: pass key=jax.random.key(seed)")
+    check_key(key)
     kinds = {"ntk": np.asarray(cfg.depths), "nngp": np.asarray(cfg.nngp_depths)}
     all_depths = np.union1d(kinds["ntk"], kinds["nngp"])
     n_d = len(cfg.dims)

@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_positive, check_positive_int
+from .._checks import check_key, check_positive, check_positive_int
 from ..finite_width import ReLUNet, layer_ratio_product, mean_ntk, sample_ntk
-from .common import Result, cached, resolve_scale
+from .common import Result, cached, resolve_config
 
 __all__ = ["GridConfig", "GridResult", "PRESETS", "run_grid", "bootstrap_means", "percentile_ci"]
 
@@ -177,6 +177,7 @@ def bootstrap_means(samples, key: jax.Array, n_boot: int = 1000) -> tuple[np.nda
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"samples must have shape (M, k) with M >= 2, got {x.shape}")
     n_boot = check_positive_int(n_boot, "n_boot")
+    check_key(key)
     m = x.shape[0]
     idx = np.asarray(jax.random.randint(key, (n_boot, m), 0, m))
     counts = np.bincount((idx + m * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * m).reshape(n_boot, m)
@@ -229,9 +230,8 @@ def run_grid(
       progress: show a tqdm progress bar over grid points.
       path: if given, load the result from this ``.npz`` when it exists, else compute and save it.
     """
-    cfg = scale if isinstance(scale, GridConfig) else resolve_scale(scale, PRESETS)
-    if not isinstance(key, jax.Array):
-        raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey), got {type(key).__name__}")
+    cfg = resolve_config(scale, PRESETS, GridConfig, "scale")
+    check_key(key)
     return cached(path, GridResult, lambda: _run(cfg, key, progress))
 
 

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
-from .._checks import check_matrix, check_nonnegative, check_positive_int
+from .._checks import check_key, check_matrix, check_nonnegative, check_positive_int
 from ..activations import get_activation
 from ..data import toy_1d
 from ..dynamics import nngp_posterior
@@ -43,7 +43,7 @@ from ..kernels import nngp
 from ..networks import MLP, Params
 from ..stats import loglog_slope
 from ..training import gradient_descent
-from .common import Result, resolve_scale
+from .common import Result, resolve_config
 
 __all__ = [
     "NormalityConfig",
@@ -198,6 +198,7 @@ def sample_outputs(
     if any(w > min(net.width) for w in widths):
         raise ValueError(f"every width must be <= the network's width {min(net.width)}, got {widths}")
     n_nets, chunk = check_positive_int(n_nets, "n_nets"), check_positive_int(chunk, "chunk")
+    check_key(key)
     return _sample_outputs(net, jnp.asarray(x), key, widths, n_nets, min(chunk, n_nets))
 
 
@@ -273,15 +274,6 @@ def shallow_relu_nngp(x1, x2=None, *, sigma_w: float = 1.0, sigma_b: float = 0.0
     return sw2 * norm * (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi) + sb2
 
 
-def _resolve(config, presets, cls):
-    """A preset name or a config object of type ``cls`` -> the config object."""
-    if isinstance(config, cls):
-        return config
-    if isinstance(config, str):
-        return resolve_scale(config, presets)
-    raise TypeError(f"config must be a preset name or a {cls.__name__}, got {type(config).__name__}")
-
-
 # ----------------------------------------------------------------------------
 # 1. normality of the output over random networks
 # ----------------------------------------------------------------------------
@@ -335,8 +327,8 @@ def normality_experiment(config: Union[str, NormalityConfig] = "default", *, key
     Every network is drawn at the largest width and seen at each smaller width through its
     sub-network of the first n units (:func:`subnetwork`), which is exactly a random width-n net.
     """
-    cfg = _resolve(config, NORMALITY_PRESETS, NormalityConfig)
-    key = jax.random.PRNGKey(0) if key is None else key
+    cfg = resolve_config(config, NORMALITY_PRESETS, NormalityConfig, "config")
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
     k_nets, k_boot = jax.random.split(key)
     x = np.array([[1.0, 0.5], [-0.4, 1.2]])
     widths = tuple(2**i for i in range(int(math.log2(cfg.max_width)) + 1))
@@ -428,6 +420,7 @@ def nested_kernel_errors(net: MLP, kernel_fn, x: Array, key: Array, widths: Sequ
     Returns:
       (len(widths), n_nets) relative errors.
     """
+    check_key(key)
     check_matrix(x, "x", features=net.in_dim)
     widths = tuple(check_positive_int(w, "widths[i]") for w in widths)
     reference = np.asarray(reference)
@@ -437,8 +430,8 @@ def nested_kernel_errors(net: MLP, kernel_fn, x: Array, key: Array, widths: Sequ
 
 def covariance_error_experiment(config: Union[str, CovarianceConfig] = "default", *, key: Optional[Array] = None) -> CovarianceErrorResult:
     """Relative error of one network's kernel K̂_n against the NNGP kernel, over widths and depths."""
-    cfg = _resolve(config, COVARIANCE_PRESETS, CovarianceConfig)
-    key = jax.random.PRNGKey(1) if key is None else key
+    cfg = resolve_config(config, COVARIANCE_PRESETS, CovarianceConfig, "config")
+    key = jax.random.PRNGKey(1) if key is None else check_key(key)
     k_x, k_nets = jax.random.split(key)
     x = jax.random.normal(k_x, (cfg.n_points, cfg.in_dim))
     widths = tuple(cfg.widths)
@@ -526,8 +519,8 @@ def _ensemble(net, key, x_train, y_train, x_eval, n_nets, chunk):
 
 def posterior_experiment(config: Union[str, PosteriorConfig] = "default", *, key: Optional[Array] = None) -> PosteriorResult:
     """NNGP posterior on a 1-D problem and an ensemble of readout-trained wide networks."""
-    cfg = _resolve(config, POSTERIOR_PRESETS, PosteriorConfig)
-    key = jax.random.PRNGKey(2) if key is None else key
+    cfg = resolve_config(config, POSTERIOR_PRESETS, PosteriorConfig, "config")
+    key = jax.random.PRNGKey(2) if key is None else check_key(key)
     x_train, y_train = toy_1d(cfg.n_train, low=-3.0, high=3.0)
     x_grid = np.linspace(-4.0, 4.0, cfg.n_grid)[:, None]
     net = MLP(in_dim=1, width=cfg.width, depth=1, activation=cfg.activation, sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b)

@@ -28,14 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import dynamics
-from .._checks import check_positive, check_positive_int
+from .._checks import check_key, check_positive, check_positive_int
 from ..data import augment_with_one, load_digits, toy_1d
 from ..empirical import mlp_ntk
 from ..linalg import eigh_psd
 from ..networks import MLP
 from ..stats import loglog_slope
 from ..training import gradient_descent, linearize
-from .common import Result, resolve_scale
+from .common import Result, resolve_config
 
 __all__ = [
     "GradientFlowConfig",
@@ -116,16 +116,7 @@ PRESETS: dict[str, GradientFlowConfig] = {
 
 def get_config(config: Union[str, GradientFlowConfig] = "default") -> GradientFlowConfig:
     """A preset by name (``"ci"``, ``"paper"``, ``"default"``) or a config passed through."""
-    if isinstance(config, GradientFlowConfig):
-        return config
-    if not isinstance(config, str):
-        raise TypeError(f"config must be a preset name or a GradientFlowConfig, got {type(config).__name__}")
-    return resolve_scale(config, PRESETS)
-
-
-def _check_key(key: Any) -> None:
-    if not isinstance(key, jax.Array):
-        raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey), got {type(key).__name__}")
+    return resolve_config(config, PRESETS, GradientFlowConfig)
 
 
 def _flat(params: Any) -> jax.Array:
@@ -151,7 +142,7 @@ def toy_setup(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Ar
       augmented with a 1, shape (N, 2), and the targets, shape (N, 1).
     """
     config = get_config(config)
-    _check_key(key)
+    check_key(key)
     xa, y = _toy_problem(config)
     net = _toy_net(config, check_positive_int(config.width, "width"))
     return net, net.init(key), xa, y
@@ -282,7 +273,7 @@ class WidthSweepResult(Result):
 def width_sweep(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> WidthSweepResult:
     """Train the toy network at each width until λ_min t = ``horizon`` and measure how far θ moved."""
     config = get_config(config)
-    _check_key(key)
+    check_key(key)
     xa, y = _toy_problem(config)
     keys = jax.random.split(key, len(config.widths))
     rel, absolute, ratio = [], [], []
@@ -342,7 +333,7 @@ def label_trainability(config: Union[str, GradientFlowConfig] = "default", *, ke
     the kernel regime.
     """
     config = get_config(config)
-    _check_key(key)
+    check_key(key)
     k_data, k_perm, k_net = jax.random.split(key, 3)
     n = check_positive_int(config.digits_n, "digits_n")
     data = load_digits(n, 1, key=k_data, classes=config.digits_classes, targets="pm1")

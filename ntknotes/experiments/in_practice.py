@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import check_key
 from ..cnn import CNN
 from ..conv import conv_kernels
 from ..data import Dataset, augment_with_one, load_digits, toy_1d
@@ -35,7 +36,7 @@ from ..networks import MLP
 from ..regression import accuracy, kernel_regression
 from ..stats import relative_error
 from ..training import gradient_descent, train
-from .common import Result, resolve_scale
+from .common import Result, resolve_config, resolve_scale
 
 __all__ = [
     "Config",
@@ -153,6 +154,8 @@ class ToyResult(Result):
 
 def toy_experiment(cfg: Config, key: jax.Array) -> ToyResult:
     """1-D regression with a one-hidden-layer ReLU net (input augmented with a 1, σ_w² = 2)."""
+    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
+    check_key(key)
     x, y = toy_1d(cfg.toy_points)
     grid = np.linspace(-4.0, 4.0, 161)[:, None]
     X, G = augment_with_one(x), augment_with_one(grid)
@@ -213,6 +216,8 @@ class MLPResult(Result):
 
 def mlp_experiment(cfg: Config, key: jax.Array) -> MLPResult:
     """ReLU MLPs (``mlp_depth`` hidden layers, σ_w² = 2) on digits, one-hot targets, total MSE loss."""
+    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
+    check_key(key)
     k_data, k_net = jax.random.split(key)
     ds = load_digits(cfg.mlp_train, cfg.mlp_test, key=k_data)
     kw = dict(depth=cfg.mlp_depth, activation="relu", sigma_w=math.sqrt(2.0), sigma_b=0.0)
@@ -251,6 +256,8 @@ def mlp_experiment(cfg: Config, key: jax.Array) -> MLPResult:
 # ----------------------------------------------------------------------------
 def load_images(cfg: Config, key: jax.Array) -> Dataset:
     """The image set of the table: digits (8×8, offline) or CIFAR-10 from ``cfg.data_dir``."""
+    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
+    check_key(key)
     if cfg.dataset == "digits":
         return load_digits(cfg.cnn_train, cfg.cnn_test, key=key)
     if cfg.dataset == "cifar10":
@@ -314,6 +321,8 @@ def cnn_table(cfg: Config, key: jax.Array) -> TableResult:
     The SGD step is ``cnn_lr_factor`` · N / λ_max(Θ_train) of the matching CNTK (the stable
     step of full-batch GD on the mean loss is 2N/λ_max).
     """
+    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
+    check_key(key)
     k_data, k_net = jax.random.split(key)
     ds = load_images(cfg, k_data)
     xtr, xte = ds.images("train"), ds.images("test")
@@ -369,6 +378,8 @@ def pooling_experiment(cfg: Config, key: jax.Array) -> PoolingResult:
     convolutions act as 3-tap 1-D convolutions; σ_w = √6 (σ_w²/9 per tap, 3 taps) keeps the
     pre-activation variance constant through the ReLU layers, as σ_w = √2 does for 2-D images.
     """
+    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
+    check_key(key)
     from ..data import make_mnist1d
 
     src = dict(seed=cfg.m1d_seed) if cfg.m1d_seed is not None else dict(key=key)
@@ -475,6 +486,8 @@ def _sgd_epochs(net: MLP, p0, x: np.ndarray, y: np.ndarray, epochs: int, key: ja
 def cost_experiment(cfg: Config, key: jax.Array) -> CostResult:
     """Time of the NTK matrix (N²), of the Cholesky solve (N³, one thread) and of training an MLP for a
     fixed number of epochs of minibatch SGD (N), on digits."""
+    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
+    check_key(key)
     sizes = np.asarray(cfg.cost_sizes)
     ds = load_digits(int(sizes.max()), 1797 - int(sizes.max()), key=key)
     kw = dict(depth=1, activation="relu", sigma_w=math.sqrt(2.0))

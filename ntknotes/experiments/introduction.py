@@ -31,14 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_positive, check_positive_int
+from .._checks import check_key, check_positive, check_positive_int
 from ..data import load_digits
 from ..kernels import nngp_ntk
 from ..linalg import eigh_psd, solve_psd
 from ..networks import MLP
 from ..stats import relative_error
 from ..training import gradient_descent
-from .common import Result, resolve_scale
+from .common import Result, resolve_config
 
 __all__ = ["TeaserConfig", "TeaserResult", "PRESETS", "teaser", "kernel_predictions", "zero_output_pair"]
 
@@ -189,14 +189,8 @@ def teaser(config: Union[str, TeaserConfig] = "default", key: Optional[jax.Array
     Raises:
       TypeError for a missing key or a config of the wrong type; ValueError for an unknown preset.
     """
-    if isinstance(config, str):
-        cfg = resolve_scale(config, PRESETS)
-    elif isinstance(config, TeaserConfig):
-        cfg = config
-    else:
-        raise TypeError(f"config must be a preset name or a TeaserConfig, got {type(config).__name__}")
-    if not isinstance(key, jax.Array):
-        raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey), got {type(key).__name__}")
+    cfg = resolve_config(config, PRESETS, TeaserConfig)
+    check_key(key)
     dtype = jnp.dtype(cfg.dtype)
     k_data, k_net = jax.random.split(key)
     ds = load_digits(cfg.n_train, cfg.n_test, key=k_data, targets="onehot_centered")

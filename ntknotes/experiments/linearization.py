@@ -35,13 +35,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import dynamics
-from .._checks import check_positive, check_positive_int
+from .._checks import check_key, check_positive, check_positive_int
 from ..data import augment_with_one, load_digits, toy_1d
 from ..empirical import mlp_ntk
 from ..networks import MLP
 from ..stats import loglog_slope
 from ..training import linearize, train, train_ensemble
-from .common import Result, cached, resolve_scale
+from .common import Result, cached, resolve_config
 
 __all__ = [
     "WeightChangeConfig", "WeightChangeResult", "weight_change",
@@ -71,19 +71,6 @@ def _dtype(name: str):
     if name not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {name!r}")
     return jnp.float32 if name == "float32" else jnp.float64
-
-
-def _config(config: Union[str, object], presets: dict, cls: type) -> object:
-    if isinstance(config, str):
-        return resolve_scale(config, presets)
-    if not isinstance(config, cls):
-        raise TypeError(f"config must be a preset name or a {cls.__name__}, got {type(config).__name__}")
-    return config
-
-
-def _check_key(key: object) -> None:
-    if not isinstance(key, jax.Array):
-        raise TypeError(f"key must be a JAX PRNG key (jax.random.PRNGKey), got {type(key).__name__}")
 
 
 def _lmax(kernel: np.ndarray) -> float:
@@ -148,9 +135,9 @@ class WeightChangeResult(Result):
 
 def weight_change(config: Union[str, WeightChangeConfig] = "default", key: Optional[jax.Array] = None) -> WeightChangeResult:
     """Train ReLU nets of several widths on the same digits and measure how much they moved."""
-    cfg = _config(config, PRESETS["weight_change"], WeightChangeConfig)
+    cfg = resolve_config(config, PRESETS["weight_change"], WeightChangeConfig)
     key = jax.random.PRNGKey(0) if key is None else key
-    _check_key(key)
+    check_key(key)
     k_data, k_nets = jax.random.split(key)
     data = load_digits(cfg.n_train, 10, key=k_data, targets="onehot_centered")
     dtype = _dtype(cfg.dtype)
@@ -258,9 +245,9 @@ def _log_steps(steps: int, n: int) -> np.ndarray:
 
 def tracking(config: Union[str, TrackingConfig] = "default", key: Optional[jax.Array] = None) -> TrackingResult:
     """Train a ReLU net and its linearization at several widths and compare with the analytic NTK dynamics."""
-    cfg = _config(config, PRESETS["tracking"], TrackingConfig)
+    cfg = resolve_config(config, PRESETS["tracking"], TrackingConfig)
     key = jax.random.PRNGKey(0) if key is None else key
-    _check_key(key)
+    check_key(key)
     k_data, k_nets = jax.random.split(key)
     data = load_digits(cfg.n_train, cfg.n_test, key=k_data, classes=cfg.classes, targets="pm1")
     dtype = _dtype(cfg.dtype)
@@ -398,9 +385,9 @@ def ensemble(
         hash and the key, and loaded instead of retrained when that file exists.
       progress: show a tqdm bar over chunks of the ensemble.
     """
-    cfg = _config(config, PRESETS["ensemble"], EnsembleConfig)
+    cfg = resolve_config(config, PRESETS["ensemble"], EnsembleConfig)
     key = jax.random.PRNGKey(0) if key is None else key
-    _check_key(key)
+    check_key(key)
     path = None
     if cache is not None:
         tag = hashlib.sha1(np.asarray(jax.random.key_data(key)).tobytes()).hexdigest()[:6]
@@ -499,9 +486,9 @@ class ToyResult(Result):
 
 def toy_predictions(config: Union[str, ToyConfig] = "default", key: Optional[jax.Array] = None) -> ToyResult:
     """Seed 001's picture: parameters follow gradient descent on the linearized model."""
-    cfg = _config(config, PRESETS["toy"], ToyConfig)
+    cfg = resolve_config(config, PRESETS["toy"], ToyConfig)
     key = jax.random.PRNGKey(0) if key is None else key
-    _check_key(key)
+    check_key(key)
     x, y = toy_1d(cfg.n_points)
     grid = np.linspace(-4.0, 4.0, cfg.n_grid)
     xa, ga = augment_with_one(x), augment_with_one(grid[:, None])
@@ -586,9 +573,9 @@ class CriticalResult(Result):
 
 def critical_lr(config: Union[str, CriticalConfig] = "default", key: Optional[jax.Array] = None) -> CriticalResult:
     """Train one network and its linearization at η_crit and at multiples of 2/λ_max of its empirical NTK."""
-    cfg = _config(config, PRESETS["critical"], CriticalConfig)
+    cfg = resolve_config(config, PRESETS["critical"], CriticalConfig)
     key = jax.random.PRNGKey(0) if key is None else key
-    _check_key(key)
+    check_key(key)
     k_data, k_net = jax.random.split(key)
     data = load_digits(cfg.n_train, 1, key=k_data, classes=cfg.classes, targets="pm1")
     dtype = _dtype(cfg.dtype)

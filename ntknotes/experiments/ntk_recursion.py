@@ -25,13 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_matrix, check_nonnegative, check_positive_int
+from .._checks import check_key, check_matrix, check_nonnegative, check_positive_int
 from ..activations import get_activation
 from ..empirical import mlp_ntk, mlp_ntk_per_layer
 from ..kernels import layer_kernels
 from ..networks import MLP
 from ..stats import loglog_slope
-from .common import Result, resolve_scale
+from .common import Result, resolve_config
 from .gaussian_processes import nested_kernel_errors
 
 __all__ = [
@@ -103,6 +103,7 @@ def monte_carlo_duals(activation, k11, k12, k22, *, key: Array, n_samples: int =
       (dual, dual_derivative, dual_se, dual_derivative_se), each (P,): the estimates and their
       standard errors.
     """
+    check_key(key)
     act = get_activation(activation)
     n = check_positive_int(n_samples, "n_samples")
     k11, k12, k22 = (np.asarray(a, np.float64).ravel() for a in (k11, k12, k22))
@@ -187,13 +188,8 @@ def convergence_experiment(config: Union[str, ConvergenceConfig] = "default", *,
     ``config`` is a preset name (``"ci"``, ``"paper"``; ``"default"`` reads ``$NTKNOTES_SCALE``)
     or a :class:`ConvergenceConfig`.
     """
-    if isinstance(config, ConvergenceConfig):
-        cfg = config
-    elif isinstance(config, str):
-        cfg = resolve_scale(config, CONVERGENCE_PRESETS)
-    else:
-        raise TypeError(f"config must be a preset name or a ConvergenceConfig, got {type(config).__name__}")
-    key = jax.random.PRNGKey(3) if key is None else key
+    cfg = resolve_config(config, CONVERGENCE_PRESETS, ConvergenceConfig, "config")
+    key = jax.random.PRNGKey(3) if key is None else check_key(key)
     k_x, k_nets = jax.random.split(key)
     x = jax.random.normal(k_x, (cfg.n_points, cfg.in_dim))
     widths = tuple(cfg.widths)
@@ -236,7 +232,7 @@ def heatmap_experiment(key: Optional[Array] = None, *, n_grid: int = 161, extent
     """Θ(x*, x) over [−extent, extent]² for x = (0, 1), (1, 1), (3, 1), and the slice x*₂ = 1."""
     n_grid = check_positive_int(n_grid, "n_grid")
     width = check_positive_int(width, "width")
-    key = jax.random.PRNGKey(4) if key is None else key
+    key = jax.random.PRNGKey(4) if key is None else check_key(key)
     centers = np.array([[0.0, 1.0], [1.0, 1.0], [3.0, 1.0]])
     axis = np.linspace(-extent, extent, n_grid)
     gx, gy = np.meshgrid(axis, axis)
@@ -341,7 +337,7 @@ class LayerResult(Result):
 def layer_contributions_experiment(key: Optional[Array] = None, *, depth: int = 4, width: int = 1024, n_seeds: int = 4,
                                    activation="relu", sigma_w: float = math.sqrt(2.0), sigma_b: float = 0.0) -> LayerResult:
     """mlp_ntk_per_layer of ``n_seeds`` random networks against layer_kernels(...).contributions."""
-    key = jax.random.PRNGKey(5) if key is None else key
+    key = jax.random.PRNGKey(5) if key is None else check_key(key)
     angles = np.array([0.0, 0.5, 1.0, 2.0])
     x = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     net = MLP(in_dim=2, width=width, depth=depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b)

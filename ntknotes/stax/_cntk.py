@@ -296,7 +296,71 @@ def readouts(x1, x2, *, depths: tuple, gap: bool, act: Activation, sw2: float, s
 
     Rows: [flatten NNGP, flatten NTK, GAP NNGP, GAP NTK].  x1 (N1, H, W, C) and x2 (or ``None``
     for the symmetric kernel) are validated by the caller; ``backend`` is "xla" or "numba".
+
+    Without biases (σ_b = 0) and with an activation of the ReLU family (positively homogeneous of
+    degree 1), every layer's kernels are bilinear in the two images' scales: K(c x, c' x') =
+    c c' K(x, x').  Each image is then divided by a power of two near its largest |pixel| (exact)
+    and the kernels of the rescaled images are multiplied back in float64, so images scaled by
+    1e150 or 1e-150 give c² times the kernels of the unscaled ones instead of overflowing or
+    vanishing.  Otherwise the kernels are computed as they are.
+
+    Raises:
+      ValueError: when the inputs are out of range: a kernel entry would be NaN or infinite, or
+        (rescaled path) falls outside ``dtype``'s range although the rescaled kernel did not.
     """
+    if sb2 == 0 and relu_family_coefficients(act) is not None:
+        ea = _image_exponents(x1)
+        eb = ea if x2 is None else _image_exponents(x2)
+        unit = _unscaled_readouts(
+            _rescale(x1, ea), None if x2 is None else _rescale(x2, eb), depths=depths, gap=gap, act=act,
+            sw2=sw2, sb2=sb2, block_size=block_size, dtype=dtype, backend=backend,
+        )
+        _check_in_range(unit, x1, x2, dtype)
+        with np.errstate(over="ignore", under="ignore"):
+            out = np.ldexp(unit.astype(np.float64), ea[:, None] + eb[None, :]).astype(dtype)
+        lost = (unit != 0) & ((out == 0) | ~np.isfinite(out))
+        if lost.any():
+            raise ValueError(
+                f"the kernels of these images leave the range of {np.dtype(dtype).name} ({int(lost.sum())} entries "
+                f"overflow or underflow; largest |pixel| {_largest(x1, x2):.3g}): the inputs are out of range; "
+                f"rescale them (the kernels scale as c² with the images when sigma_b = 0) or use float64"
+            )
+        return out
+    out = _unscaled_readouts(x1, x2, depths=depths, gap=gap, act=act, sw2=sw2, sb2=sb2, block_size=block_size,
+                             dtype=dtype, backend=backend)
+    _check_in_range(out, x1, x2, dtype)
+    return out
+
+
+def _image_exponents(x) -> np.ndarray:
+    """e_i with 2^(e_i - 1) <= max|x_i| < 2^e_i per image (0 for an all-zero image), int64 (N,)."""
+    peak = np.max(np.abs(np.asarray(x, np.float64)).reshape(len(x), -1), axis=1)
+    _, e = np.frexp(peak)
+    return e.astype(np.int64)
+
+
+def _rescale(x, e: np.ndarray) -> np.ndarray:
+    """x_i / 2^e_i, exact (a power of two), in float64."""
+    x = np.asarray(x, np.float64)
+    return np.ldexp(x, -e.reshape((-1,) + (1,) * (x.ndim - 1)))
+
+
+def _largest(x1, x2) -> float:
+    return max(float(np.max(np.abs(np.asarray(x, np.float64)))) for x in (x1, x2) if x is not None)
+
+
+def _check_in_range(out: np.ndarray, x1, x2, dtype) -> None:
+    if not np.all(np.isfinite(out)):
+        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+        raise ValueError(
+            f"the images are out of range for these kernels in {np.dtype(dtype).name}: {bad} kernel entries are "
+            f"NaN or infinite (largest |pixel| {_largest(x1, x2):.3g}); rescale the images"
+        )
+
+
+def _unscaled_readouts(x1, x2, *, depths: tuple, gap: bool, act: Activation, sw2: float, sb2: float,
+                       block_size: Optional[int], dtype, backend: str) -> np.ndarray:
+    """:func:`readouts` without the rescaling of homogeneous kernels."""
     L = max(depths)
     sw2_, sb2_ = jnp.asarray(sw2, dtype), jnp.asarray(sb2, dtype)
     xa = jnp.asarray(x1, dtype)

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import precision, tiling
-from .._checks import check_finite, check_positive_int
+from .. import tiling
+from .._checks import check_bool, check_finite, check_float_dtype, check_positive_int
 from . import _cntk, _fc
 from .base import _output_shape, is_multi
 from .state import KernelPair, input_state
@@ -111,6 +111,28 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
     return tiling.pairwise(tile, x1, x2, block=block, prepare=prepare)
 
 
+def _check_result(nngp, ntk, x1, x2) -> None:
+    """Raise ValueError when finite inputs gave NaN kernel entries (a dual map left its range).
+
+    Where the true value overflows float64 the entries are inf and stay; NaN has no such meaning.
+    """
+    bad = 0
+    for k in (nngp, ntk):
+        if k is not None:
+            try:
+                bad += int(np.count_nonzero(np.isnan(np.asarray(k))))
+            except Exception:  # traced under jit: nothing to check eagerly
+                return
+    if bad:
+        scale = max(float(jnp.max(jnp.abs(x))) for x in (x1, x2) if x is not None)
+        raise ValueError(
+            f"the kernel has {bad} NaN entries although the inputs are finite (largest |x| = {scale:.3g}): "
+            f"a layer's variances left the range its activation's dual maps cover (activations without a "
+            f"closed form are tabulated for variances up to 1e8); the inputs are out of range for this "
+            f"network: rescale them or lower sigma_w"
+        )
+
+
 _FC_TILE = 512  # tiles of the fused FC path: a 512² tile's few arrays stay in a core's L2/L3 cache
 
 
@@ -130,8 +152,8 @@ def kernel(net, x1, x2=None, *, get: Union[str, Sequence[str]] = GETS, diagonal:
     is given, because tiles are assembled on the host.
     """
     names = _check_get(get)
-    if not isinstance(diagonal, bool):
-        raise TypeError(f"diagonal must be True or False, got {diagonal!r}")
+    check_bool(diagonal, "diagonal")
+    check_bool(fast, "fast")
     if block_size is not None:
         block_size = check_positive_int(block_size, "block_size")
     in_shape = check_inputs(x1, x2)
@@ -140,7 +162,7 @@ def kernel(net, x1, x2=None, *, get: Union[str, Sequence[str]] = GETS, diagonal:
     out_shape = _output_shape(net, in_shape)
     if is_multi(out_shape):
         raise ValueError(f"the network ends in {len(out_shape)} branches {list(out_shape)}; merge them with FanInSum() or FanInConcat()")
-    dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
+    dtype = check_float_dtype(dtype)
     x1 = jnp.asarray(x1, dtype)
     x2 = None if x2 is None else jnp.asarray(x2, dtype)
     if block_size is None and (constants is not None or is_traced(x1, x2)):
@@ -165,6 +187,7 @@ def kernel(net, x1, x2=None, *, get: Union[str, Sequence[str]] = GETS, diagonal:
                       block_size=block_size)
     nngp = res[0]
     ntk = res[1] if want_ntk else None
+    _check_result(nngp, ntk, x1, x2)
     if isinstance(get, str):
         return nngp if get == "nngp" else ntk
     return KernelPair(nngp if "nngp" in names else None, ntk)

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import precision, tiling
-from .._checks import check_finite, check_key
+from .. import tiling
+from .._checks import check_finite, check_float_dtype, check_key
 from .state import Kernel, KernelPair, input_state
 
 Array = jax.Array
@@ -109,7 +109,7 @@ class Layer:
         """
         check_key(key)
         shape = _per_example(input_shape, "input_shape")
-        dtype = jnp.dtype(dtype) if dtype is not None else precision.default_dtype()
+        dtype = check_float_dtype(dtype)
         out, params = self._init_at(key, shape, "", dtype)
         n = input_shape[0][0] if is_multi(shape) else input_shape[0]
         return _with_batch(out, n), params
