@@ -217,8 +217,8 @@ def _experiments():
         (lambda c: in_practice.toy_experiment(c, _KEY), in_practice.Config, "cfg"),
         (lambda c: deep_limit.classification(c, _KEY), deep_limit.ClassificationConfig, "scale"),
         (lambda c: finite_width.run_grid(c, _KEY), finite_width.GridConfig, "scale"),
-        (lambda c: gaussian_processes.covariance_error_experiment(c), gaussian_processes.CovarianceConfig, "scale"),
-        (lambda c: ntk_recursion.convergence_experiment(c), ntk_recursion.ConvergenceConfig, "scale"),
+        (lambda c: gaussian_processes.covariance_error_experiment(c), gaussian_processes.CovarianceConfig, "config"),
+        (lambda c: ntk_recursion.convergence_experiment(c), ntk_recursion.ConvergenceConfig, "config"),
     ]
 
 
