@@ -53,9 +53,9 @@ def resolve_config(config: Any, presets: Mapping[str, T], cls: type, name: str =
     Returns:
       The configuration (``cls`` instance), its fields checked by :func:`check_config`.
     Raises:
-      ValueError: an unknown preset name (the message lists the valid ones), or a field that is
-        empty, negative or NaN where a size, a count or a scale is expected.
-      TypeError: ``config`` is neither a string nor a ``cls``.
+      ValueError for an unknown preset name (the message lists the valid ones) or a field that
+      is empty, negative or NaN where a size, a count or a scale is expected; TypeError when
+      ``config`` is neither a string nor a ``cls``.
     """
     if isinstance(config, str):
         return check_config(resolve_scale(config, presets, name), name)
