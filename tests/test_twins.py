@@ -285,6 +285,49 @@ def test_what_cannot_be_resolved_is_an_error(text, what):
         _resolver().markdown(text)
 
 
+def test_exercises_solutions_and_theorems_become_numbered_quotes():
+    chapter = rn.Chapter("book/99_test", "Test", number="4")
+    chapter.exercises = {"ex-a": "4.1"}
+    chapter.theorems = {"thm-a": ("Proposition", "4.1")}
+    r = rn.Resolver(chapter)
+    text = (":::{exercise} Title\n:label: ex-a\nShow it.\n:::\n\n"
+            ":::{solution} ex-a\n:class: dropdown\nDone.\n:::\n\n"
+            ":::{prf:proposition} Bound\n:label: thm-a\nTrue.\n:::\n\n"
+            ":::{prf:proof}\nBecause.\n:::\n\n"
+            "See {numref}`ex-a` and {prf:ref}`thm-a`.")
+    assert r.markdown(text) == (
+        "> **Exercise 4.1 (Title).**\n> Show it.\n\n"
+        "> **Solution to Exercise 4.1.**\n> Done.\n\n"
+        "> **Proposition 4.1 (Bound).**\n> True.\n\n"
+        "> *Proof.* Because. ∎\n\n"
+        "See Exercise 4.1 and Proposition 4.1.")
+    gated = ":::{solution-start} ex-a\n:class: dropdown\n:::\nText.\n:::{solution-end}\n:::"
+    assert r.markdown(gated) == "**Solution to Exercise 4.1.**\nText."
+
+
+@pytest.mark.parametrize("text, what", [
+    (":::{solution} ex-none\nx\n:::", "ex-none"),
+    (":::{solution-start} ex-none\n:::", "ex-none"),
+    ("{prf:ref}`thm-none`", "thm-none"),
+    ("{numref}`ex-none`", "ex-none"),
+])
+def test_references_to_missing_exercises_and_theorems_are_errors(text, what):
+    with pytest.raises(rn.UnresolvedMyST, match=re.escape(what)):
+        _resolver().markdown(text)
+
+
+def test_an_exercise_without_a_label_is_an_error(tmp_path: Path):
+    md = BOOK / "98_unlabelled_exercise_test.md"
+    md.write_text("---\njupytext:\n  text_representation: {extension: .md, format_name: myst}\n"
+                  "kernelspec: {display_name: Python 3, language: python, name: python3}\n---\n\n"
+                  "# T\n\n:::{exercise}\nNo label.\n:::\n")
+    try:
+        with pytest.raises(rn.UnresolvedMyST, match="needs a :label:"):
+            rn.scan_chapter(md)
+    finally:
+        md.unlink()
+
+
 def test_remove_cells_go_and_the_installer_stays(tmp_path: Path, monkeypatch):
     md = BOOK / "99_generator_test.md"
     md.write_text(textwrap.dedent("""\
