@@ -12,11 +12,9 @@ CHAPTERS := $(wildcard book/[0-9][0-9]_*.ipynb)
 SLOW_FIRST := $(foreach n,05 04 03 07 00 06 02 01,$(filter book/$(n)_%,$(CHAPTERS)))
 NBVAL_CHAPTERS := $(SLOW_FIRST) $(filter-out $(SLOW_FIRST),$(CHAPTERS))
 
-# JAX's persistent compilation cache: nbval and the book build execute the same chapters,
-# so the second execution reuses the first one's compiled programs (about 2x faster here).
-export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/_build/.jax_cache
-export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
-export JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES ?= 0
+# nbval writes each chapter it passed, with its outputs, here (book/conftest.py); `make test`
+# hands them to the book build (book/_ext/executed_cache.py), which then executes nothing twice.
+EXECUTED := _build/executed
 
 .PHONY: book test venv pytest nbval book-strict chromium notebooks twins colab colab-one clean
 
@@ -31,6 +29,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 book: $(STAMP)
+	rm -rf _build/.jupyter_cache
 	$(BIN)/jupyter-book build . --path-output . --keep-going
 	@echo "built _build/html/index.html"
 
@@ -46,23 +45,27 @@ chromium:
 # compilation. A test file, or a chapter's cells, stay together on one worker, in order.
 # NBVAL_ARGS adds options to the chapter run, e.g. `make nbval NBVAL_ARGS=--durations=0` (cell times).
 XDIST ?= -n 2 --dist loadfile   # `make test XDIST=` runs them in one process
-# pytest without the persistent compilation cache: in a fresh clone it has nothing to reuse,
-# and JAX 0.10.2 segfaulted twice while writing an executable to it during the test suite.
 pytest: $(STAMP)
-	env -u JAX_COMPILATION_CACHE_DIR $(BIN)/python -m pytest tests -q $(XDIST) --ignore=tests/test_site.py
+	$(BIN)/python -m pytest tests -q $(XDIST) --ignore=tests/test_site.py
 
 nbval: $(STAMP)
 	@test -n "$(CHAPTERS)" || { echo "no chapter notebooks book/NN_*.ipynb found"; exit 1; }
-	$(BIN)/python -m pytest -q $(XDIST) --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider --no-loadscope-reorder $(NBVAL_ARGS) $(NBVAL_CHAPTERS)
+	rm -rf $(EXECUTED)
+	$(BIN)/python -m pytest -q $(XDIST) --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider --no-loadscope-reorder --executed-dir $(EXECUTED) $(NBVAL_ARGS) $(NBVAL_CHAPTERS)
 
+# The strict build executes every chapter (the cache emptied first), unless REUSE_NBVAL=1, as
+# in `make test`: then the chapters come with the outputs of the nbval run just before, and
+# only a chapter nbval did not pass is executed.
+REUSE_NBVAL ?=
 book-strict: $(STAMP)
-	rm -rf _build/html _build/.doctrees _build/jupyter_execute
+	rm -rf _build/html _build/.doctrees _build/jupyter_execute _build/.jupyter_cache
+	$(if $(REUSE_NBVAL),$(BIN)/python book/_ext/executed_cache.py $(EXECUTED))
 	$(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 
 test: $(STAMP) chromium
 	$(MAKE) pytest
 	$(MAKE) nbval
-	$(MAKE) book-strict
+	$(MAKE) book-strict REUSE_NBVAL=1
 	$(BIN)/python -m pytest tests/test_site.py -q
 	$(MAKE) colab-one
 
