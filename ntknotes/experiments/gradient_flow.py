@@ -1,7 +1,7 @@
 """Experiments of the chapter "Gradient flow and the NTK".
 
-Four experiments, each a function of (config or preset name, PRNG key) returning a result
-dataclass; every one trains real networks with :func:`ntknotes.training.gradient_descent`
+Four experiments, each ``fn(config="ci", *, key=None)`` (the protocol of
+:mod:`ntknotes.experiments.common`; ``key=None`` is ``PRNGKey(0)``) returning a result dataclass; every one trains real networks with :func:`ntknotes.training.gradient_descent`
 and compares them with the closed forms of :mod:`ntknotes.dynamics`:
 
 * :func:`toy_dynamics`: a one-hidden-layer ReLU network (width 15,000 in every preset) fit to
@@ -21,21 +21,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import dynamics
-from .._checks import check_key, check_positive, check_positive_int
+from .._checks import check_positive, check_positive_int
 from ..data import augment_with_one, load_digits, toy_1d
 from ..empirical import mlp_ntk
 from ..linalg import eigh_psd
 from ..networks import MLP
 from ..stats import loglog_slope
 from ..training import gradient_descent, linearize
-from .common import Result, resolve_config
+from .common import Result, progress_bar, resolve_config, resolve_key
 
 __all__ = [
     "GradientFlowConfig",
@@ -114,8 +114,8 @@ PRESETS: dict[str, GradientFlowConfig] = {
 }
 
 
-def get_config(config: Union[str, GradientFlowConfig] = "default") -> GradientFlowConfig:
-    """A preset by name (``"ci"``, ``"paper"``, ``"default"``) or a config passed through."""
+def get_config(config: Union[str, GradientFlowConfig] = "ci") -> GradientFlowConfig:
+    """A preset by name (``"ci"``, ``"paper"``; see :mod:`ntknotes.experiments.common`) or a config, checked."""
     return resolve_config(config, PRESETS, GradientFlowConfig)
 
 
@@ -133,7 +133,7 @@ def _toy_net(config: GradientFlowConfig, width: int) -> MLP:
     return MLP(in_dim=2, width=width, depth=1, activation="relu", sigma_w=config.sigma_w)
 
 
-def toy_setup(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> tuple:
+def toy_setup(config: Union[str, GradientFlowConfig] = "ci", *, key: Optional[jax.Array] = None) -> tuple:
     """The worked example before training.
 
     Returns:
@@ -142,7 +142,7 @@ def toy_setup(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Ar
       augmented with a 1, shape (N, 2), and the targets, shape (N, 1).
     """
     config = get_config(config)
-    check_key(key)
+    key = resolve_key(key, 0)
     xa, y = _toy_problem(config)
     net = _toy_net(config, check_positive_int(config.width, "width"))
     return net, net.init(key), xa, y
@@ -205,7 +205,7 @@ _TRACKED_NAMES = ["layer-1 weight 1", "layer-1 weight 2", "layer-1 bias 1", "lay
                   "layer-2 weight 1", "layer-2 weight 2"]
 
 
-def toy_dynamics(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> ToyResult:
+def toy_dynamics(config: Union[str, GradientFlowConfig] = "ci", *, key: Optional[jax.Array] = None) -> ToyResult:
     """Train the seed's one-hidden-layer ReLU network by small-step GD and evaluate the closed forms.
 
     The step is η = ``lr_fraction``/λ_max and the run lasts until λ_min t = ``horizon``
@@ -270,14 +270,18 @@ class WidthSweepResult(Result):
     intercept: float
 
 
-def width_sweep(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> WidthSweepResult:
-    """Train the toy network at each width until λ_min t = ``horizon`` and measure how far θ moved."""
+def width_sweep(config: Union[str, GradientFlowConfig] = "ci", *, key: Optional[jax.Array] = None,
+                progress: bool = False) -> WidthSweepResult:
+    """Train the toy network at each width until λ_min t = ``horizon`` and measure how far θ moved.
+
+    ``progress``: a progress bar over the widths.
+    """
     config = get_config(config)
-    check_key(key)
+    key = resolve_key(key, 0)
     xa, y = _toy_problem(config)
     keys = jax.random.split(key, len(config.widths))
     rel, absolute, ratio = [], [], []
-    for width, k in zip(config.widths, keys):
+    for width, k in progress_bar(list(zip(config.widths, keys)), progress, "widths"):
         net = _toy_net(config, check_positive_int(width, "width"))
         params = net.init(k)
         w = np.linalg.eigvalsh(np.asarray(mlp_ntk(net, params, xa)))
@@ -325,7 +329,7 @@ class LabelResult(Result):
     energy_random: float
 
 
-def label_trainability(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> LabelResult:
+def label_trainability(config: Union[str, GradientFlowConfig] = "ci", *, key: Optional[jax.Array] = None) -> LabelResult:
     """Train a wide ReLU network on two digit classes with true and with shuffled ±1 labels.
 
     The network output is centred at initialization by training on targets y + f_0(X), which
@@ -333,7 +337,7 @@ def label_trainability(config: Union[str, GradientFlowConfig] = "default", *, ke
     the kernel regime.
     """
     config = get_config(config)
-    check_key(key)
+    key = resolve_key(key, 0)
     k_data, k_perm, k_net = jax.random.split(key, 3)
     n = check_positive_int(config.digits_n, "digits_n")
     data = load_digits(n, 1, key=k_data, classes=config.digits_classes, targets="pm1")
@@ -388,7 +392,7 @@ class StepSizeResult(Result):
     lam_max_final: np.ndarray
 
 
-def step_sizes(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> StepSizeResult:
+def step_sizes(config: Union[str, GradientFlowConfig] = "ci", *, key: Optional[jax.Array] = None) -> StepSizeResult:
     """Train the toy network and its linearization with η below and above 2/λ_max."""
     config = get_config(config)
     net, params, xa, y = toy_setup(config, key=key)
