@@ -1,6 +1,6 @@
 """The experiment protocol: presets, keys, progress bars, and saving/loading of results.
 
-Every experiment of :mod:`ntknotes.experiments` is called the same way::
+Every experiment of ``ntknotes.experiments`` is called the same way::
 
     result = fn(config="ci", *, key=None, **options)
 
@@ -86,7 +86,7 @@ def resolve_key(key: Any, seed: int, name: str = "key") -> Any:
     """The PRNG key an experiment runs with: ``key`` checked, or ``jax.random.PRNGKey(seed)`` for None.
 
     Raises:
-      TypeError / ValueError (from :func:`ntknotes._checks.check_key`) for anything that is not
+      TypeError / ValueError (from ``ntknotes._checks.check_key``) for anything that is not
       one JAX PRNG key.
     """
     import jax  # kept local: importing this module needs NumPy only

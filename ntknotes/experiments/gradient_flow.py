@@ -438,9 +438,9 @@ def plot_toy(result: ToyResult, n_snapshots: int = 5):
     for the trained network (solid) and the closed form from the NTK at init (dashed)."""
     import matplotlib.pyplot as plt
 
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, LEGEND_SMALL, figure
 
-    fig, ax = figure(3, width=3.5, height=3.0)
+    fig, ax = figure(3)
     rows = _snapshot_rows(result.times, n_snapshots)
     shades = plt.cm.viridis(np.linspace(0.0, 0.85, rows.size))
     for c, i in zip(shades, rows):
@@ -448,7 +448,7 @@ def plot_toy(result: ToyResult, n_snapshots: int = 5):
         ax[0].plot(result.x_grid, result.grid_flow[i], "--", color="k", lw=0.8)
     ax[0].plot(result.x, result.y, "o", color=COLORS[1], ms=5, zorder=3, label="data")
     ax[0].set(xlabel="x", ylabel="f(x)", title="network function")
-    ax[0].legend(fontsize=7)
+    ax[0].legend(fontsize=LEGEND_SMALL)
     for j in range(result.y.size):
         c = COLORS[j % len(COLORS)]
         ax[1].plot(result.times, result.outputs[:, j], color=c)
@@ -456,8 +456,8 @@ def plot_toy(result: ToyResult, n_snapshots: int = 5):
         ax[1].axhline(result.y[j], color=c, ls=":", lw=1)
         ax[2].plot(result.times, result.outputs[:, j] - result.y[j], color=c)
         ax[2].plot(result.times, result.outputs_flow[:, j] - result.y[j], "--", color="k", lw=0.8)
-    ax[1].set(xlabel="time t = ηk", ylabel=r"$f(x_i)$", title="outputs at the data (dashed: closed form)")
-    ax[2].set(xlabel="time t = ηk", ylabel=r"$f(x_i) - y_i$", title="residuals")
+    ax[1].set(xlabel=LABELS["time"], ylabel=r"$f(x_i)$", title="outputs at the data (dashed: closed form)")
+    ax[2].set(xlabel=LABELS["time"], ylabel=r"$f(x_i) - y_i$", title="residuals")
     for a in ax[1:]:
         a.set_xscale("log")
         a.set_xlim(result.times[1], result.times[-1])
@@ -466,13 +466,13 @@ def plot_toy(result: ToyResult, n_snapshots: int = 5):
 
 def plot_loss_bound(result: ToyResult):
     """Loss of the trained network, the closed form and the bound e^{−2λ_min t} L_0 (log scale)."""
-    from ..plotting import figure
+    from ..plotting import LABELS, figure
 
-    fig, ax = figure(1, width=4.6, height=3.2)
+    fig, ax = figure()
     ax.semilogy(result.times, result.loss, label="trained network")
     ax.semilogy(result.times, result.loss_flow, "--", color="k", lw=1, label="closed form, NTK at init")
     ax.semilogy(result.times, result.loss_bound, label=r"bound $e^{-2\lambda_{\min} t} L_0$")
-    ax.set(xlabel="time t = ηk", ylabel="loss ½‖f − y‖²")
+    ax.set(xlabel=LABELS["time"], ylabel="loss ½‖f − y‖²")
     ax.legend()
     return fig
 
@@ -480,20 +480,20 @@ def plot_loss_bound(result: ToyResult):
 def plot_parameters(toy: ToyResult, sweep: WidthSweepResult):
     """Three panels: a few parameters over time, their changes θ_t − θ_0 (trained solid, closed form
     dashed), and the relative change of all parameters against width."""
-    from ..plotting import COLORS, add_slope_guide, figure
+    from ..plotting import COLORS, LABELS, LEGEND_SMALL, add_slope_guide, figure
 
-    fig, ax = figure(3, width=3.5, height=3.1)
+    fig, ax = figure(3, height=3.1)  # room for the legend below
     for j, name in enumerate(toy.tracked_names):
         c = COLORS[j % len(COLORS)]
         ax[0].plot(toy.times, toy.tracked[:, j], color=c, label=name)
         ax[1].plot(toy.times, toy.tracked[:, j] - toy.tracked[0, j], color=c)
         ax[1].plot(toy.times, toy.tracked_flow[:, j] - toy.tracked[0, j], "--", color="k", lw=0.8)
-    ax[0].set(xlabel="time t = ηk", ylabel=r"$\theta_t$", title=f"6 of {toy.num_params:,} parameters")
-    ax[1].set(xlabel="time t = ηk", ylabel=r"$\theta_t - \theta_0$", title="their changes (dashed: closed form)")
-    fig.legend(*ax[0].get_legend_handles_labels(), loc="outside lower center", ncol=6, fontsize=7)
+    ax[0].set(xlabel=LABELS["time"], ylabel=r"$\theta_t$", title=f"6 of {toy.num_params:,} parameters")
+    ax[1].set(xlabel=LABELS["time"], ylabel=r"$\theta_t - \theta_0$", title="their changes (dashed: closed form)")
+    fig.legend(*ax[0].get_legend_handles_labels(), loc="outside lower center", ncol=6, fontsize=LEGEND_SMALL)
     ax[2].loglog(sweep.widths, sweep.rel_change, "o-", label="measured")
     add_slope_guide(ax[2], sweep.widths, -0.5, sweep.rel_change[0], label="slope −1/2")
-    ax[2].set(xlabel="width n", ylabel=r"$\|\theta_T-\theta_0\| / \|\theta_0\|$",
+    ax[2].set(xlabel=LABELS["width"], ylabel=r"$\|\theta_T-\theta_0\| / \|\theta_0\|$",
               title=f"relative change, fitted slope {sweep.slope:.3f}")
     ax[2].legend()
     return fig
@@ -501,9 +501,9 @@ def plot_parameters(toy: ToyResult, sweep: WidthSweepResult):
 
 def plot_labels(result: LabelResult):
     """Spectrum of the NTK, label projections (true vs shuffled), and loss curves."""
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, figure
 
-    fig, ax = figure(3, width=3.5, height=3.0)
+    fig, ax = figure(3)
     idx = np.arange(1, result.eigenvalues.size + 1)
     ax[0].loglog(idx, result.eigenvalues, color=COLORS[0])
     ax[0].set(xlabel="index i", ylabel=r"$\lambda_i$", title="NTK eigenvalues")
@@ -517,16 +517,16 @@ def plot_labels(result: LabelResult):
     ax[2].semilogy(result.steps, result.kernel_true / result.kernel_true[0], "--", color="k", lw=0.8,
                    label="closed form")
     ax[2].semilogy(result.steps, result.kernel_random / result.kernel_random[0], "--", color="k", lw=0.8)
-    ax[2].set(xlabel="step k", ylabel=r"$L_k / L_0$", title="training loss")
+    ax[2].set(xlabel=LABELS["step"], ylabel=r"$L_k / L_0$", title="training loss")
     ax[2].legend()
     return fig
 
 
 def plot_step_sizes(result: StepSizeResult, products=(0.1, 0.5, 1.0, 1.5, 1.9, 2.05)):
     """Left: the absolute GD factor (1 − ηλ)^k against e^{−ηλk} for several ηλ. Right: loss curves at each step size."""
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, LEGEND_SMALL, figure
 
-    fig, ax = figure(2, width=4.0, height=3.1)
+    fig, ax = figure(2, width=4.0, height=3.1)  # wider: a two-column legend
     k = np.arange(0, 41)
     gd = np.abs(np.asarray(dynamics.decay_factors(np.asarray(products, float), k, lr=1.0)))  # |1 − a|^k
     flow = np.asarray(dynamics.decay_factors(np.asarray(products, float), k))  # e^{−ak}
@@ -534,12 +534,12 @@ def plot_step_sizes(result: StepSizeResult, products=(0.1, 0.5, 1.0, 1.5, 1.9, 2
         c = COLORS[j % len(COLORS)]
         ax[0].semilogy(k, np.maximum(gd[:, j], 1e-300), "o-", ms=2.5, lw=1, color=c, label=rf"$\eta\lambda = {a:g}$")
         ax[0].semilogy(k, flow[:, j], "--", color=c, lw=0.8)
-    ax[0].set(xlabel="step k", ylabel=r"$|1-\eta\lambda|^k$  (dashed: $e^{-\eta\lambda k}$)", ylim=(1e-8, 1e2))
-    ax[0].legend(fontsize=7, ncol=2)
+    ax[0].set(xlabel=LABELS["step"], ylabel=r"$|1-\eta\lambda|^k$  (dashed: $e^{-\eta\lambda k}$)", ylim=(1e-8, 1e2))
+    ax[0].legend(fontsize=LEGEND_SMALL, ncol=2)
     for j, f in enumerate(result.factors):
         c = COLORS[j % len(COLORS)]
         ax[1].loglog(result.steps[1:], result.loss_net[j, 1:], color=c, label=rf"$\eta = {f:g}\cdot 2/\lambda_{{\max}}$")
         ax[1].loglog(result.steps[1:], result.loss_lin[j, 1:], "--", color=c, lw=1)
-    ax[1].set(xlabel="step k", ylabel="loss", ylim=(1e-7, 1e8), title="solid: network, dashed: linearized")
-    ax[1].legend(fontsize=7)
+    ax[1].set(xlabel=LABELS["step"], ylabel="loss", ylim=(1e-7, 1e8), title="solid: network, dashed: linearized")
+    ax[1].legend(fontsize=LEGEND_SMALL)
     return fig

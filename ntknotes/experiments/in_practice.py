@@ -514,9 +514,9 @@ def cost_experiment(config: "str | Config" = "ci", *, key: Optional[jax.Array] =
 # ----------------------------------------------------------------------------
 def plot_toy(r: ToyResult):
     """Left: trained nets of growing width against NTK regression; right: the NTK-GP band over time."""
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, figure
 
-    fig, axes = figure(1 + len(r.times), width=3.0, height=2.8, sharey=True)
+    fig, axes = figure(1 + len(r.times), width=3.0, height=2.8, sharey=True)  # small multiples
     ax = axes[0]
     for i, w in enumerate(r.widths):
         ax.plot(r.grid, r.net_predictions[i], color=COLORS[i + 1], lw=1.3, label=f"net, width {w}")
@@ -538,31 +538,31 @@ def plot_toy(r: ToyResult):
 
 def plot_mlp(r: MLPResult):
     """Left: test accuracy against width with the kernel predictors; right: distance to the NTK dynamics."""
-    from ..plotting import COLORS, add_slope_guide, figure
+    from ..plotting import COLORS, LABELS, add_slope_guide, figure
 
-    fig, (a, b) = figure(2, width=3.6, height=2.9)
+    fig, (a, b) = figure(2)
     a.semilogx(r.widths, 100 * r.net_acc, "o-", color=COLORS[0], label="trained MLP")
     a.axhline(100 * r.ntk_acc_t, color=COLORS[1], ls=":", label=f"NTK, same step ({r.steps})")
     a.axhline(100 * r.ntk_acc, color=COLORS[1], ls="--", label="NTK regression (t = ∞)")
     a.axhline(100 * r.nngp_acc, color=COLORS[2], ls="-.", label="NNGP regression")
-    a.set(xlabel="width", ylabel="test accuracy (%)", title="digits")
+    a.set(xlabel=LABELS["width"], ylabel=LABELS["accuracy"], title="digits")
     a.legend(loc="lower right")
     b.loglog(r.widths, r.distance, "o-", color=COLORS[0], label="‖f_net − f_NTK‖ / ‖f_NTK‖")
     add_slope_guide(b, r.widths, -0.5, r.distance[0])
-    b.set(xlabel="width", ylabel="relative distance (test set)", title="net vs infinite-width dynamics")
+    b.set(xlabel=LABELS["width"], ylabel="relative distance (test set)", title="net vs infinite-width dynamics")
     b.legend(loc="lower left")
     return fig
 
 
 def plot_table(r: TableResult):
     """Test accuracy of CNN-V, CNTK-V, CNN-GAP, CNTK-GAP against depth."""
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, figure
 
-    fig, ax = figure(1, width=5.6, height=3.4)
+    fig, ax = figure(1, width=5.6, height=3.4)  # room for the legend below
     for name, col, style in (("cnn_v", COLORS[0], "o-"), ("cntk_v", COLORS[0], "s--"),
                              ("cnn_gap", COLORS[1], "o-"), ("cntk_gap", COLORS[1], "s--")):
         ax.plot(r.depths, 100 * getattr(r, name), style, color=col, label=name.upper().replace("_", "-"))
-    ax.set(xlabel="depth (convolution layers)", ylabel="test accuracy (%)", xticks=r.depths,
+    ax.set(xlabel="depth (convolution layers)", ylabel=LABELS["accuracy"], xticks=r.depths,
            title=f"{r.dataset}: {r.n_train} training images, {r.channels} channels")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4)
     return fig
@@ -570,9 +570,9 @@ def plot_table(r: TableResult):
 
 def plot_pooling(r: PoolingResult):
     """Left: one MNIST-1D signal per class; right: test accuracy of the kernels against depth."""
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, figure
 
-    fig, (a, b) = figure(2, width=3.6, height=3.2)
+    fig, (a, b) = figure(2, width=3.6, height=3.2)  # room for the legend below
     for c, x in enumerate(r.examples):
         a.plot(np.arange(x.size), x - 4.0 * c, color=COLORS[c % len(COLORS)], lw=1.1)
     a.set(yticks=-4.0 * np.arange(10), yticklabels=[str(c) for c in range(10)], xlabel="position",
@@ -581,7 +581,7 @@ def plot_pooling(r: PoolingResult):
     b.plot(r.depths, 100 * r.cntk_v, "s--", color=COLORS[0], label="CNTK-V")
     b.plot(r.depths, 100 * r.fc_ntk, "d:", color=COLORS[2], label="fully-connected NTK")
     b.axhline(10, color="0.6", lw=0.8, ls="-", label="chance")
-    b.set(xlabel="depth (layers)", ylabel="test accuracy (%)", xticks=r.depths, ylim=(0, 100),
+    b.set(xlabel="depth (layers)", ylabel=LABELS["accuracy"], xticks=r.depths, ylim=(0, 100),
           title=f"NTK regression, {r.n_train} training signals")
     b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     return fig
@@ -589,19 +589,19 @@ def plot_pooling(r: PoolingResult):
 
 def plot_cost(r: CostResult):
     """CPU time of the kernel, the solve and SGD training against N, log-log."""
-    from ..plotting import COLORS, add_slope_guide, figure
+    from ..plotting import COLORS, LABELS, add_slope_guide, figure
 
-    fig, (a, b) = figure(2, width=3.6, height=3.4)
+    fig, (a, b) = figure(2, width=3.6, height=3.4)  # room for the legend below
     a.loglog(r.sizes, r.kernel_seconds, "o-", color=COLORS[0], label="NTK matrix")
     a.loglog(r.sizes, r.solve_seconds, "s-", color=COLORS[1], label="solve (Cholesky, 1 thread)")
     a.loglog(r.sizes, r.train_seconds, "^-", color=COLORS[2], label=f"SGD, {r.epochs} epochs")
     add_slope_guide(a, r.sizes, 3.0, r.solve_seconds[0], label="slope 3")
     add_slope_guide(a, r.sizes, 1.0, r.train_seconds[0], label="slope 1", color="0.7")
-    a.set(xlabel="training points N", ylabel="seconds (best of 3)")
+    a.set(xlabel=LABELS["n_train"], ylabel="seconds (best of 3)")
     a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     b.loglog(r.sizes, r.kernel_bytes / 2**20, "o-", color=COLORS[0], label="N×N kernel (float64)")
     b.axhline(r.param_bytes / 2**20, color=COLORS[2], ls="--", label=f"MLP parameters (width {r.width})")
-    b.set(xlabel="training points N", ylabel="memory (MiB)")
+    b.set(xlabel=LABELS["n_train"], ylabel="memory (MiB)")
     for ax in (a, b):
         ax.set_xticks(r.sizes, [str(int(n)) for n in r.sizes])
         ax.minorticks_off()
