@@ -1,5 +1,6 @@
 """MNIST idx and CIFAR-10 pickle loaders on tiny files written here, and the paper preset's code
 path on synthetic CIFAR-10 files."""
+import dataclasses
 import pickle
 
 import jax
@@ -88,10 +89,11 @@ def test_paper_preset_runs_on_synthetic_cifar(tmp_path):
     from ntknotes.experiments import in_practice as ip
 
     _write_cifar(tmp_path / "cifar-10-batches-py", np.random.default_rng(2), n_per_batch=6)
-    cfg = ip.config("paper", data_dir=str(tmp_path), cnn_train=8, cnn_test=4, cnn_depths=(3, 4),
-                    cnn_channels=4, cnn_epochs=2, cnn_batch=4)
-    assert ip.config("paper").cnn_depths == (3, 4, 6, 11, 21) and ip.config("paper").dataset == "cifar10"
-    tab = ip.cnn_table(cfg, jax.random.PRNGKey(0))
+    paper = ip.PRESETS["paper"]
+    cfg = dataclasses.replace(paper, data_dir=str(tmp_path), cnn_train=8, cnn_test=4, cnn_depths=(3, 4),
+                              cnn_channels=4, cnn_epochs=2, cnn_batch=4)
+    assert paper.cnn_depths == (3, 4, 6, 11, 21) and paper.dataset == "cifar10"
+    tab = ip.cnn_table(cfg, key=jax.random.PRNGKey(0))
     assert tab.dataset == "CIFAR-10" and list(tab.depths) == [3, 4]
     for name in ("cnn_v", "cntk_v", "cnn_gap", "cntk_gap"):
         acc = getattr(tab, name)
@@ -158,11 +160,11 @@ def test_pooling_experiment_small():
     """The MNIST-1D pooling experiment at a tiny size: shapes, accuracies in [0, 1], presets."""
     from ntknotes.experiments import in_practice as ip
 
-    cfg = ip.config("ci", m1d_train=60, m1d_test=40, m1d_depths=(1, 2))
-    r = ip.pooling_experiment(cfg, jax.random.PRNGKey(0))
+    cfg = dataclasses.replace(ip.PRESETS["ci"], m1d_train=60, m1d_test=40, m1d_depths=(1, 2))
+    r = ip.pooling_experiment(cfg, key=jax.random.PRNGKey(0))
     assert list(r.depths) == [1, 2] and r.examples.shape == (10, 40) and (r.n_train, r.n_test) == (60, 40)
     for acc in (r.fc_ntk, r.cntk_v, r.cntk_gap):
         assert acc.shape == (2,) and np.all((0 <= acc) & (acc <= 1))
     assert r.cntk_gap.mean() > 0.3  # far above chance (10%) even from 60 signals
-    paper = ip.config("paper")
+    paper = ip.PRESETS["paper"]
     assert (paper.m1d_train, paper.m1d_test, paper.m1d_seed) == (4000, 1000, 42)  # the reference split

@@ -261,6 +261,6 @@ def test_bad_inputs():
     with pytest.raises(TypeError):
         load_sphere_mixture("mix", 3, 3, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="singular kernel"):
-        from ntknotes.experiments.deep_limit import singular_exponent
+        from ntknotes.experiments.deep_limit import ExponentConfig, singular_exponent
 
-        singular_exponent(A.relu())
+        singular_exponent(ExponentConfig(activation=A.relu()))

@@ -138,7 +138,7 @@ def test_bootstrap_means_agrees_with_stats_bootstrap():
 def test_grid_driver_small_config(tmp_path):
     cfg = fwx.GridConfig(in_dim=3, x_sq=3.0, grid=((6, 2), (6, 3)), num_networks=300, tail=(4, 5, 200),
                          chunk_size=128, n_boot=50)
-    res = fwx.run_grid(cfg, jax.random.PRNGKey(0), path=tmp_path / "g.npz")
+    res = fwx.run_grid(cfg, key=jax.random.PRNGKey(0), path=tmp_path / "g.npz")
     assert res.K.shape == (2, 300) and res.ratio.shape == (2, 3) and res.layer_weight_ratio.shape == (2, 3, 3)
     assert np.isnan(res.layer_weight_ratio[0, 2]).all()
     np.testing.assert_allclose(res.theory_mean, [2 + 1.5, 3 + 2.0])
@@ -180,9 +180,9 @@ def test_bad_inputs():
     with pytest.raises(ValueError):
         fwx.GridConfig(grid=((4, 1),))
     with pytest.raises(ValueError):
-        fwx.run_grid("huge", jax.random.PRNGKey(0))
+        fwx.run_grid("huge", key=jax.random.PRNGKey(0))
     with pytest.raises(TypeError):
-        fwx.run_grid("ci", None)
+        fwx.run_grid("ci", key=0)
     with pytest.raises(ValueError):
         mean_ntk(0, 1.0)
     with pytest.raises(ValueError):

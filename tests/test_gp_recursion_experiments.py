@@ -197,16 +197,16 @@ def test_correlation_map_and_fixed_point():
 
 
 def test_small_recursion_experiments():
-    heat = rec.heatmap_experiment(n_grid=11, width=4096)
+    heat = rec.heatmap_experiment(rec.HeatmapConfig(n_grid=11, width=4096))
     assert heat.maps.shape == (3, 11, 11)
     # grid entry [c, i, j] is x* = (axis[j], axis[i])
     direct = nngp_ntk(np.array([[heat.axis[2], heat.axis[7]]]), heat.centers, depth=1, activation="relu").ntk
     np.testing.assert_allclose(heat.maps[:, 7, 2], np.asarray(direct)[0], rtol=1e-12)
     rel = np.max(np.abs(heat.slice_empirical - heat.slice_analytic)) / np.max(np.abs(heat.slice_analytic))
     assert rel < 0.1
-    deep = rec.depth_experiment(max_depth=3, n_angles=7)
+    deep = rec.depth_experiment(rec.DepthConfig(max_depth=3, n_angles=7))
     np.testing.assert_allclose(deep.ntk[0][:, 0], [2.0, 3.0, 4.0], rtol=1e-12)
-    lay = rec.layer_contributions_experiment(depth=2, width=256, n_seeds=2)
+    lay = rec.layer_contributions_experiment(rec.LayerConfig(depth=2, width=256, n_seeds=2))
     assert lay.empirical.shape == (2, 3, 4, 4) and lay.analytic.shape == (3, 4, 4)
     np.testing.assert_allclose(np.diagonal(lay.analytic, axis1=1, axis2=2), 1.0, rtol=1e-12)
 

@@ -76,7 +76,7 @@ def test_zero_output_pair_starts_at_zero_with_the_kernel_of_one_copy():
 
 @pytest.fixture(scope="module")
 def tiny_result() -> TeaserResult:
-    return teaser(TINY, jax.random.PRNGKey(0))
+    return teaser(TINY, key=jax.random.PRNGKey(0))
 
 
 def test_teaser_shapes_and_consistency(tiny_result):
@@ -99,7 +99,7 @@ def test_teaser_shapes_and_consistency(tiny_result):
 
 
 def test_teaser_is_reproducible_and_saves(tiny_result, tmp_path):
-    again = teaser(dataclasses.replace(TINY, widths=(256,)), jax.random.PRNGKey(0))
+    again = teaser(dataclasses.replace(TINY, widths=(256,)), key=jax.random.PRNGKey(0))
     np.testing.assert_allclose(again.nn_test, tiny_result.nn_test, rtol=1e-10, atol=1e-12)
     path = tiny_result.save(tmp_path / "teaser.npz")
     back = TeaserResult.load(path)
@@ -124,8 +124,8 @@ def test_presets_and_bad_config():
     with pytest.raises(ValueError, match="dtype"):
         TeaserConfig(dtype="float16")
     with pytest.raises(TypeError, match="key"):
-        teaser(TINY, None)
+        teaser(TINY, key=3)
     with pytest.raises(TypeError, match="config"):
-        teaser(3, key)
+        teaser(3, key=key)
     with pytest.raises(ValueError, match="scale"):
-        teaser("huge", key)
+        teaser("huge", key=key)

@@ -85,8 +85,8 @@ def _key_entry_points():
         "Nystrom": lambda k: solvers.NystromPreconditioner.from_operator(None, 1, key=k),
         "train": lambda k: training.train(net.apply, net.init(_KEY), x, x[:, :1], lr=0.1, steps=1, batch_size=2, key=k),
         "toy_setup": lambda k: gradient_flow.toy_setup("ci", key=k),
-        "weight_change": lambda k: linearization.weight_change("ci", k),
-        "toy_experiment": lambda k: in_practice.toy_experiment("ci", k),
+        "weight_change": lambda k: linearization.weight_change("ci", key=k),
+        "toy_experiment": lambda k: in_practice.toy_experiment("ci", key=k),
         "monte_carlo_duals": lambda k: ntk_recursion.monte_carlo_duals("relu", [1.0], [0.5], [1.0], key=k),
         "train_test_split": lambda k: data.train_test_split(10, 2, 2, k),
         "load_digits": lambda k: data.load_digits(10, 10, key=k),
@@ -99,8 +99,8 @@ def _key_entry_points():
 @pytest.mark.parametrize("bad, err, what", _BAD_KEYS)
 def test_bad_prng_keys_are_refused_everywhere(bad, err, what):
     for name, call in _key_entry_points().items():
-        if name in ("train", "weight_change", "toy_1d", "make_mnist1d") and bad is None:
-            continue  # None is documented there: no minibatch key, the default key, evenly spaced points, a seed
+        if name in ("train", "toy_setup", "weight_change", "toy_experiment", "toy_1d", "make_mnist1d") and bad is None:
+            continue  # None is documented there: no minibatch key, the experiments' fixed key, evenly spaced points, a seed
         with pytest.raises(err, match=f"key must be a JAX PRNG key.*{what}"):
             call(bad)
 
@@ -211,12 +211,12 @@ def _experiments():
 
     return [
         (lambda c: gradient_flow.toy_setup(c, key=_KEY), gradient_flow.GradientFlowConfig, "config"),
-        (lambda c: linearization.weight_change(c, _KEY), linearization.WeightChangeConfig, "config"),
-        (lambda c: linearization.toy_predictions(c, _KEY), linearization.ToyConfig, "config"),
-        (lambda c: introduction.teaser(c, _KEY), introduction.TeaserConfig, "config"),
-        (lambda c: in_practice.toy_experiment(c, _KEY), in_practice.Config, "cfg"),
-        (lambda c: deep_limit.classification(c, _KEY), deep_limit.ClassificationConfig, "scale"),
-        (lambda c: finite_width.run_grid(c, _KEY), finite_width.GridConfig, "scale"),
+        (lambda c: linearization.weight_change(c, key=_KEY), linearization.WeightChangeConfig, "config"),
+        (lambda c: linearization.toy_predictions(c, key=_KEY), linearization.ToyConfig, "config"),
+        (lambda c: introduction.teaser(c, key=_KEY), introduction.TeaserConfig, "config"),
+        (lambda c: in_practice.toy_experiment(c, key=_KEY), in_practice.Config, "config"),
+        (lambda c: deep_limit.classification(c, key=_KEY), deep_limit.ClassificationConfig, "config"),
+        (lambda c: finite_width.run_grid(c, key=_KEY), finite_width.GridConfig, "config"),
         (lambda c: gaussian_processes.covariance_error_experiment(c), gaussian_processes.CovarianceConfig, "config"),
         (lambda c: ntk_recursion.convergence_experiment(c), ntk_recursion.ConvergenceConfig, "config"),
     ]
@@ -240,14 +240,14 @@ def test_empty_or_negative_experiment_fields():
         gradient_flow.toy_setup(gradient_flow.GradientFlowConfig(widths=()), key=_KEY)
     with pytest.raises(ValueError, match="config.n_points must be an integer >= 1, got -2"):
         gradient_flow.toy_setup(gradient_flow.GradientFlowConfig(n_points=-2), key=_KEY)
-    with pytest.raises(ValueError, match="scale.n_train must be an integer >= 1, got 0"):
-        deep_limit.classification(deep_limit.ClassificationConfig(n_train=0), _KEY)
-    with pytest.raises(ValueError, match=r"scale.depths\[1\] must be an integer >= 0, got -3"):
-        deep_limit.classification(deep_limit.ClassificationConfig(depths=(1, -3)), _KEY)
-    with pytest.raises(ValueError, match="cfg.toy_noise must be a number >= 0, got nan"):
-        in_practice.toy_experiment(in_practice.Config(toy_noise=float("nan")), _KEY)
-    with pytest.raises(ValueError, match="cfg.dataset is an empty string"):
-        in_practice.toy_experiment(in_practice.Config(dataset=""), _KEY)
+    with pytest.raises(ValueError, match="config.n_train must be an integer >= 1, got 0"):
+        deep_limit.classification(deep_limit.ClassificationConfig(n_train=0), key=_KEY)
+    with pytest.raises(ValueError, match=r"config.depths\[1\] must be an integer >= 0, got -3"):
+        deep_limit.classification(deep_limit.ClassificationConfig(depths=(1, -3)), key=_KEY)
+    with pytest.raises(ValueError, match="config.toy_noise must be a number >= 0, got nan"):
+        in_practice.toy_experiment(in_practice.Config(toy_noise=float("nan")), key=_KEY)
+    with pytest.raises(ValueError, match="config.dataset is an empty string"):
+        in_practice.toy_experiment(in_practice.Config(dataset=""), key=_KEY)
     with pytest.raises(TypeError, match="configuration dataclass"):
         check_config({"n": 1})
 
@@ -262,14 +262,16 @@ def test_every_preset_passes_the_configuration_checks():
     tables = [deep_limit.PRESETS, finite_width.PRESETS, gradient_flow.PRESETS, in_practice.PRESETS,
               introduction.PRESETS, *linearization.PRESETS.values(), gaussian_processes.NORMALITY_PRESETS,
               gaussian_processes.COVARIANCE_PRESETS, gaussian_processes.POSTERIOR_PRESETS,
-              ntk_recursion.CONVERGENCE_PRESETS]
+              ntk_recursion.CONVERGENCE_PRESETS, ntk_recursion.HEATMAP_PRESETS, ntk_recursion.DEPTH_PRESETS,
+              ntk_recursion.LAYER_PRESETS, deep_limit.RATIO_PRESETS, deep_limit.EXPONENT_PRESETS,
+              deep_limit.SLOW_ROAD_PRESETS]
     n = 0
     for table in tables:
         for cfg in table.values():
             assert dataclasses.is_dataclass(cfg)
             check_config(cfg)
             n += 1
-    assert n >= 20
+    assert n >= 30
 
 
 def test_relu_layer_moments_huge_order_is_refused_and_high_orders_are_exact():

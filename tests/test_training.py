@@ -230,28 +230,28 @@ _RUN = {"weight_change": lin.weight_change, "tracking": lin.tracking, "ensemble"
 def test_paper_presets_run_at_reduced_size(name):
     # the paper's configuration (architecture, activation, dtype, step size) with only the sizes shrunk
     cfg = dataclasses.replace(lin.PRESETS[name]["paper"], **_SMALL[name])
-    res = _RUN[name](cfg, jax.random.PRNGKey(0))
+    res = _RUN[name](cfg, key=jax.random.PRNGKey(0))
     arrays = [v for v in dataclasses.asdict(res).values() if isinstance(v, np.ndarray)]
     assert arrays and all(np.isfinite(a).any() for a in arrays)
 
 
 def test_ensemble_result_is_cached_and_reloaded(tmp_path):
     cfg = dataclasses.replace(lin.PRESETS["ensemble"]["ci"], **_SMALL["ensemble"])
-    first = lin.ensemble(cfg, jax.random.PRNGKey(1), cache=tmp_path)
+    first = lin.ensemble(cfg, key=jax.random.PRNGKey(1), cache=tmp_path)
     files = list(tmp_path.glob("*.npz"))
     assert len(files) == 1
-    again = lin.ensemble(cfg, jax.random.PRNGKey(1), cache=tmp_path)
+    again = lin.ensemble(cfg, key=jax.random.PRNGKey(1), cache=tmp_path)
     for f in dataclasses.fields(first):
         np.testing.assert_array_equal(np.asarray(getattr(again, f.name)), np.asarray(getattr(first, f.name)))
     # the ensemble moments are those of the members: variance is the unbiased sample variance
     assert again.ens_var.shape == again.gp_var.shape == (3, 5)
-    lin.ensemble(cfg, jax.random.PRNGKey(2), cache=tmp_path)  # another key, another file
+    lin.ensemble(cfg, key=jax.random.PRNGKey(2), cache=tmp_path)  # another key, another file
     assert len(list(tmp_path.glob("*.npz"))) == 2
 
 
 def test_result_save_load_round_trip(tmp_path):
     cfg = dataclasses.replace(lin.PRESETS["weight_change"]["ci"], **_SMALL["weight_change"])
-    res = lin.weight_change(cfg, jax.random.PRNGKey(0))
+    res = lin.weight_change(cfg, key=jax.random.PRNGKey(0))
     back = lin.WeightChangeResult.load(res.save(tmp_path / "wc.npz"))
     np.testing.assert_array_equal(back.weight_change, res.weight_change)
     assert back.slopes == res.slopes and back.lr == res.lr
@@ -269,11 +269,11 @@ def test_progress_bar_only_when_asked(capsys):
 
 def test_experiment_bad_inputs():
     with pytest.raises(TypeError, match="config"):
-        lin.tracking(lin.ToyConfig(), jax.random.PRNGKey(0))
+        lin.tracking(lin.ToyConfig(), key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="scale"):
-        lin.toy_predictions("huge", jax.random.PRNGKey(0))
+        lin.toy_predictions("huge", key=jax.random.PRNGKey(0))
     with pytest.raises(TypeError, match="key"):
-        lin.toy_predictions("ci", 0)
+        lin.toy_predictions("ci", key=0)
     with pytest.raises(ValueError, match="increasing"):
         lin.TrackingConfig(widths=(256, 64))
     with pytest.raises(ValueError, match="record"):

@@ -1,9 +1,22 @@
-"""Scale presets and saving/loading of experiment results.
+"""The experiment protocol: presets, keys, progress bars, and saving/loading of results.
 
-A preset changes sizes, never code paths: ``ci`` (the default; each chapter runs in about a
-minute on 2 CPU cores), ``book`` (what the website shows, if larger) and ``paper`` (the
-papers' sizes, for a GPU).  Results are dataclasses of arrays and scalars, saved as one
-``.npz`` file.
+Every experiment of ``ntknotes.experiments`` is called the same way::
+
+    result = fn(config="ci", *, key=None, **options)
+
+* ``config`` is a preset name or an instance of that experiment's configuration dataclass
+  (built directly, or as ``dataclasses.replace(PRESETS["ci"], n_train=...)``) to change a size.
+  The presets change sizes, never code paths: ``"ci"`` (the default; each chapter runs in a few
+  minutes at most on 2 CPU cores), ``"book"`` (what the website shows; the same as ``"ci"``
+  unless an experiment defines it) and ``"paper"`` (the papers' sizes, for a GPU).  The name
+  ``"default"`` stands for the preset named by the environment variable ``NTKNOTES_SCALE``,
+  else ``"ci"``.  An unknown name raises ValueError listing the valid ones.
+* ``key`` is a JAX PRNG key; ``None`` means the experiment's fixed key (documented on each), so
+  a call without a key is reproducible.  A deterministic experiment accepts and ignores it.
+* further options are keyword-only, e.g. ``progress=True`` (a tqdm bar on stderr over the
+  sweep of the experiments that run longer than a few seconds) or ``cache``/``path``.
+
+Results are dataclasses of arrays and scalars, saved as one ``.npz`` file.
 """
 from __future__ import annotations
 
@@ -12,12 +25,14 @@ import json
 import math
 import numbers
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Type, TypeVar
 
 import numpy as np
 
-__all__ = ["SCALES", "resolve_scale", "resolve_config", "check_config", "Result", "save_result", "load_result", "cached"]
+__all__ = ["SCALES", "resolve_scale", "resolve_config", "check_config", "resolve_key", "progress_bar", "Result",
+           "save_result", "load_result", "cached"]
 
 SCALES = ("ci", "book", "paper")
 T = TypeVar("T")
@@ -65,6 +80,39 @@ def resolve_config(config: Any, presets: Mapping[str, T], cls: type, name: str =
             f"got {type(config).__name__}"
         )
     return check_config(config, name)
+
+
+def resolve_key(key: Any, seed: int, name: str = "key") -> Any:
+    """The PRNG key an experiment runs with: ``key`` checked, or ``jax.random.PRNGKey(seed)`` for None.
+
+    Raises:
+      TypeError / ValueError (from ``ntknotes._checks.check_key``) for anything that is not
+      one JAX PRNG key.
+    """
+    import jax  # kept local: importing this module needs NumPy only
+
+    from .._checks import check_key
+
+    return jax.random.PRNGKey(seed) if key is None else check_key(key, name)
+
+
+def progress_bar(iterable: Any, enabled: bool, desc: str, total: "int | None" = None) -> Any:
+    """``iterable`` wrapped in a tqdm bar (on stderr, or a widget in Jupyter) when ``enabled``.
+
+    Disabled (the experiments' default) it returns ``iterable`` itself and imports nothing, so
+    nothing is written to stderr: the book is built with stderr output turned into an error.
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"progress must be True or False, got {type(enabled).__name__} {enabled!r}")
+    if not enabled:
+        return iterable
+    import warnings
+
+    with warnings.catch_warnings():
+        # tqdm.auto warns, then falls back to the text bar, in a Jupyter kernel without ipywidgets
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
+    return tqdm(iterable, desc=desc, total=total, file=sys.stderr)
 
 
 def check_config(config: T, name: str = "config") -> T:

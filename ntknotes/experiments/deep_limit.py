@@ -7,6 +7,11 @@
 * :func:`slow_road`: how far the NTK and the NNGP are from their common limit, against depth;
 * :func:`classification`: deep kernel classifiers on Dirichlet mixtures on S^d_+ against depth,
   with the Bayes, 1-NN, Hilbert-kernel and majority-vote baselines.
+
+The experiments follow the protocol of :mod:`ntknotes.experiments.common`,
+``fn(config="ci", *, key=None)``, with a configuration dataclass each (:class:`RatioConfig`,
+:class:`ExponentConfig`, :class:`SlowRoadConfig`, :class:`ClassificationConfig`); the first three
+are deterministic and ignore the key.
 """
 from __future__ import annotations
 
@@ -22,18 +27,24 @@ from ..activations import Activation, erf, hermite, phi_opt, relu
 from ..data.sphere import two_class_dirichlet
 from ..stats import loglog_slope
 from .._checks import check_key
-from .common import Result, resolve_config
+from .common import Result, progress_bar, resolve_config, resolve_key
 
 __all__ = [
     "case_table",
     "cases_markdown",
     "html_table",
     "cases_html",
+    "RatioConfig",
+    "RATIO_PRESETS",
     "RatioResult",
     "relu_offdiagonal",
+    "ExponentConfig",
+    "EXPONENT_PRESETS",
     "ExponentResult",
     "singular_exponent",
     "kernel_ratios",
+    "SlowRoadConfig",
+    "SLOW_ROAD_PRESETS",
     "SlowRoadResult",
     "slow_road",
     "ClassificationConfig",
@@ -83,6 +94,18 @@ def cases_html(cases: Sequence[dl.LimitCase]) -> str:
 # ----------------------------------------------------------------------------
 # kernels against depth
 # ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RatioConfig:
+    """Sizes of :func:`relu_offdiagonal`: the depths L and the correlations ρ of the pairs
+    (non-negative: the data of this chapter lie on S^d_+)."""
+
+    depths: tuple = (1000, 10000, 100000)
+    rho: tuple = (0.0, 0.5, 0.9)
+
+
+RATIO_PRESETS = {"ci": RatioConfig()}
+
+
 @dataclasses.dataclass
 class RatioResult(Result):
     """ReLU NTK off the diagonal: ``ratio[i, j]`` = K_L(ρ_j)/(L_i + 1) at ``depths[i]``, ``rho[j]``."""
@@ -92,11 +115,46 @@ class RatioResult(Result):
     ratio: np.ndarray
 
 
-def relu_offdiagonal(depths: Sequence[int] = (1000, 10000, 100000), rho: Sequence[float] = (0.0, 0.5, 0.9)) -> RatioResult:
-    """K_L(x, x')/(L+1) of the normalized ReLU NTK for pairs with correlations ``rho``."""
-    out = dl.deep_kernel_profile(np.asarray(rho, float), list(depths), relu())
+def relu_offdiagonal(config: "str | RatioConfig" = "ci", *, key: "jax.Array | None" = None) -> RatioResult:
+    """K_L(x, x')/(L+1) of the normalized ReLU NTK for pairs with correlations ``config.rho``.
+
+    Deterministic: ``key`` is accepted (the protocol of :mod:`ntknotes.experiments.common`) and
+    not used.
+    """
+    cfg = _resolve(config, RATIO_PRESETS, RatioConfig, key)
+    rho = np.asarray(cfg.rho, float)
+    out = dl.deep_kernel_profile(rho, list(cfg.depths), relu())
     d = np.asarray(out.depths)
-    return RatioResult(d, np.asarray(rho, float), np.exp(np.asarray(out.log_ntk) - np.log(d + 1.0)[:, None]))
+    return RatioResult(d, rho, np.exp(np.asarray(out.log_ntk) - np.log(d + 1.0)[:, None]))
+
+
+def _resolve(config, presets, cls, key):
+    """resolve_config for the deterministic experiments, whose key is checked but not used."""
+    cfg = resolve_config(config, presets, cls)
+    if key is not None:
+        check_key(key)
+    return cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class ExponentConfig:
+    """Sizes of :func:`singular_exponent`.
+
+    Attributes:
+      activation: a singular-kernel activation (a name or an :class:`~ntknotes.activations.Activation`).
+      depth: the depth L.
+      u_min, n_u: ``n_u`` distances u = ‖x − x'‖ spaced logarithmically from ``u_min`` to √2.
+      fit_range: the range of u over which the slope is fitted.
+    """
+
+    activation: "str | Activation" = "erf"
+    depth: int = 1000
+    u_min: float = 1e-5
+    n_u: int = 61
+    fit_range: tuple = (1e-4, 1e-1)
+
+
+EXPONENT_PRESETS = {"ci": ExponentConfig()}
 
 
 @dataclasses.dataclass
@@ -116,18 +174,17 @@ class ExponentResult(Result):
     fit_slope: float
 
 
-def singular_exponent(
-    activation: "str | Activation",
-    *,
-    depth: int = 1000,
-    u: "np.ndarray | None" = None,
-    fit_range: tuple = (1e-4, 1e-1),
-) -> ExponentResult:
-    """The deep NNGP of a singular-kernel activation against ‖x − x'‖ and its log-log slope."""
+def singular_exponent(config: "str | ExponentConfig" = "ci", *, key: "jax.Array | None" = None) -> ExponentResult:
+    """The deep NNGP of a singular-kernel activation against ‖x − x'‖ and its log-log slope.
+
+    Deterministic: ``key`` is accepted and not used.
+    """
+    cfg = _resolve(config, EXPONENT_PRESETS, ExponentConfig, key)
+    activation, depth, fit_range = cfg.activation, cfg.depth, cfg.fit_range
     case = dl.limit_case(activation)
     if case.case != "singular kernel":
         raise ValueError(f"{case.name} is a {case.case!r} case, not a singular kernel")
-    u = np.logspace(-5, math.log10(math.sqrt(2.0)), 61) if u is None else np.asarray(u, float)
+    u = np.logspace(math.log10(cfg.u_min), math.log10(math.sqrt(2.0)), cfg.n_u)
     rho = np.clip(1.0 - 0.5 * u**2, 0.0, 1.0)
     out = dl.deep_kernel_profile(rho, [depth], activation, kind="nngp")
     norm = np.exp(np.asarray(out.log_nngp[0]) - 2.0 * depth * math.log(abs(case.A_prime)))
@@ -142,6 +199,26 @@ def kernel_ratios(activation: "str | Activation", rho: Sequence[float], depths: 
     out = dl.deep_kernel_profile(r, list(depths), activation, kind="nngp" if kind == "nngp" else "both")
     lk = np.asarray(out.log_nngp if kind == "nngp" else out.log_ntk)
     return (lk - lk[:, [int(np.argmax(r))]]) / math.log(10.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowRoadConfig:
+    """Sizes of :func:`slow_road`.
+
+    Attributes:
+      activation: a singular-kernel activation (a name or an Activation).
+      u: distances ‖x − x'‖ of the pairs.
+      depths: the depths L (None: 31 depths spaced logarithmically from 1 to 10⁵).
+      reference_depth: the depth at which the NNGP stands for its limit.
+    """
+
+    activation: "str | Activation" = "erf"
+    u: tuple = (0.1, 0.02)
+    depths: "tuple | None" = None
+    reference_depth: int = 400000
+
+
+SLOW_ROAD_PRESETS = {"ci": SlowRoadConfig()}
 
 
 @dataclasses.dataclass
@@ -161,20 +238,19 @@ class SlowRoadResult(Result):
     predicted: np.ndarray
 
 
-def slow_road(
-    activation: "str | Activation" = "erf",
-    u: Sequence[float] = (0.1, 0.02),
-    depths: "Sequence[int] | None" = None,
-    reference_depth: int = 400000,
-) -> SlowRoadResult:
-    """Distance of the deep NTK and NNGP from their limit for pairs at distances ``u``.
+def slow_road(config: "str | SlowRoadConfig" = "ci", *, key: "jax.Array | None" = None) -> SlowRoadResult:
+    """Distance of the deep NTK and NNGP from their limit for pairs at distances ``config.u``.
 
     The limit c(ρ) is the NNGP Σ_L/A'^{2L} at ``reference_depth`` (it converges geometrically).
+    Deterministic: ``key`` is accepted and not used.
     """
+    cfg = _resolve(config, SLOW_ROAD_PRESETS, SlowRoadConfig, key)
+    activation, reference_depth = cfg.activation, cfg.reference_depth
     case = dl.limit_case(activation)
     if case.case != "singular kernel":
         raise ValueError(f"{case.name} is a {case.case!r} case, not a singular kernel")
-    u = np.asarray(u, float)
+    u = np.asarray(cfg.u, float)
+    depths = cfg.depths
     depths = np.unique(np.round(np.logspace(0, 5, 31)).astype(int)) if depths is None else np.asarray(depths)
     all_depths = np.concatenate([depths, [reference_depth]])
     out = dl.deep_kernel_profile(1.0 - 0.5 * u**2, all_depths, activation)
@@ -267,7 +343,8 @@ class ClassificationResult(Result):
     n_test: int
 
 
-def classification(scale: "str | ClassificationConfig" = "default", key: "jax.Array | None" = None) -> ClassificationResult:
+def classification(config: "str | ClassificationConfig" = "ci", *, key: "jax.Array | None" = None,
+                   progress: bool = False) -> ClassificationResult:
     """Deep NTK and NNGP classifiers of ReLU, h_2, erf and φ_opt(d) on two-class Dirichlet mixtures.
 
     Kernels come from :func:`ntknotes.deep_limit.kernel_table` (one table per activation, shared
@@ -275,13 +352,13 @@ def classification(scale: "str | ClassificationConfig" = "default", key: "jax.Ar
     :func:`ntknotes.deep_limit.kernel_predict`.
 
     Args:
-      scale: a preset name ("ci", "paper"; "default" reads NTKNOTES_SCALE) or a config.
-      key: PRNG key for the data (required).
+      config: a preset name ("ci", "paper"; see :mod:`ntknotes.experiments.common`) or a
+        :class:`ClassificationConfig`.
+      key: PRNG key for the data; None: ``PRNGKey(0)``.
+      progress: a progress bar over the sphere dimensions.
     """
-    cfg = resolve_config(scale, PRESETS, ClassificationConfig, "scale")
-    if key is None:
-        raise ValueError("classification needs a PRNG key: pass key=jax.random.key(seed)")
-    check_key(key)
+    cfg = resolve_config(config, PRESETS, ClassificationConfig)
+    key = resolve_key(key, 0)
     kinds = {"ntk": np.asarray(cfg.depths), "nngp": np.asarray(cfg.nngp_depths)}
     all_depths = np.union1d(kinds["ntk"], kinds["nngp"])
     n_d = len(cfg.dims)
@@ -291,7 +368,7 @@ def classification(scale: "str | ClassificationConfig" = "default", key: "jax.Ar
     base = {k: np.zeros(n_d) for k in ("Bayes", "1-NN", "Hilbert (α = d)", "majority vote")}
     bayes_mc = np.zeros(n_d)
     tables: dict = {}
-    for i, d in enumerate(cfg.dims):
+    for i, d in enumerate(progress_bar(cfg.dims, progress, "dimensions d")):
         kd, kb = jax.random.split(jax.random.fold_in(key, int(d)))
         mix = two_class_dirichlet(int(d))
         xtr, ytr = mix.sample(cfg.n_train, jax.random.fold_in(kd, 0))

@@ -10,7 +10,7 @@ E[K²] behaves when K is heavy-tailed.
 
 Usage::
 
-    res = run_grid("ci", jax.random.PRNGKey(0))       # or "paper" on a GPU
+    res = run_grid("ci", key=jax.random.PRNGKey(0))   # or "paper" on a GPU
     res.ratio[:, 0], res.beta                         # E[K²]/E[K]² against β
 
 Because only the squared norm ‖x‖²/n_0 of a single input enters the distribution of every
@@ -29,7 +29,7 @@ import numpy as np
 
 from .._checks import check_key, check_positive, check_positive_int
 from ..finite_width import ReLUNet, layer_ratio_product, mean_ntk, sample_ntk
-from .common import Result, cached, resolve_config
+from .common import Result, cached, progress_bar, resolve_config, resolve_key
 
 __all__ = ["GridConfig", "GridResult", "PRESETS", "run_grid", "bootstrap_means", "percentile_ci"]
 
@@ -216,33 +216,30 @@ def _summarize(s, key, cfg: GridConfig, dmax: int) -> dict:
 
 
 def run_grid(
-    scale: Union[str, GridConfig] = "default",
-    key: Optional[jax.Array] = None,
+    config: Union[str, GridConfig] = "ci",
     *,
+    key: Optional[jax.Array] = None,
     progress: bool = False,
     path=None,
 ) -> GridResult:
-    """Run the Monte Carlo over ``scale``'s grid (a preset name or a :class:`GridConfig`).
+    """Run the Monte Carlo over ``config``'s grid.
 
     Args:
-      scale: ``"ci"``, ``"paper"``, ``"default"`` (``$NTKNOTES_SCALE`` or ``"ci"``) or a config.
-      key: a JAX PRNG key (required).
+      config: a preset name (``"ci"``, ``"paper"``; see :mod:`ntknotes.experiments.common`) or
+        a :class:`GridConfig`.
+      key: a JAX PRNG key; None: ``PRNGKey(0)``.
       progress: show a tqdm progress bar over grid points.
       path: if given, load the result from this ``.npz`` when it exists, else compute and save it.
     """
-    cfg = resolve_config(scale, PRESETS, GridConfig, "scale")
-    check_key(key)
+    cfg = resolve_config(config, PRESETS, GridConfig)
+    key = resolve_key(key, 0)
     return cached(path, GridResult, lambda: _run(cfg, key, progress))
 
 
 def _run(cfg: GridConfig, key: jax.Array, progress: bool) -> GridResult:
     x = jnp.full((cfg.in_dim,), math.sqrt(cfg.x_sq / cfg.in_dim))
     dmax = max(d for _, d in cfg.grid)
-    points = cfg.grid
-    if progress:
-        from tqdm.auto import tqdm
-
-        points = tqdm(points, desc="grid", unit="point")
+    points = progress_bar(cfg.grid, progress, "grid points")
     keys = jax.random.split(key, 2 * len(cfg.grid) + 1)
     rows, raw = [], []
     t0 = time.perf_counter()

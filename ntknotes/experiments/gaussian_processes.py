@@ -1,9 +1,10 @@
 """Experiments of the chapter "Wide networks are Gaussian processes".
 
-Three experiments, each ``fn(config="default", *, key=None)`` returning a result dataclass, where
-``config`` is a preset name (``"ci"``, ``"paper"``; ``"default"`` reads ``$NTKNOTES_SCALE``, else
-``"ci"``) or that experiment's config object (:class:`NormalityConfig`, :class:`CovarianceConfig`,
-:class:`PosteriorConfig`) to change a size:
+Three experiments, each ``fn(config="ci", *, key=None)`` (the protocol of
+:mod:`ntknotes.experiments.common`) returning a result dataclass, where ``config`` is a preset
+name (``"ci"``, ``"paper"``) or that experiment's config object (:class:`NormalityConfig`,
+:class:`CovarianceConfig`, :class:`PosteriorConfig`) to change a size; ``key=None`` is the
+fixed key ``PRNGKey(0)``, ``PRNGKey(1)``, ``PRNGKey(2)`` respectively:
 
 * :func:`normality_experiment`: the outputs f(x), f(x') of many random one-hidden-layer
   networks of every width 1..n_max, their distance from N(0, K) (Kolmogorov–Smirnov),
@@ -43,7 +44,7 @@ from ..kernels import nngp
 from ..networks import MLP, Params
 from ..stats import loglog_slope
 from ..training import gradient_descent
-from .common import Result, resolve_config
+from .common import Result, resolve_config, resolve_key
 
 __all__ = [
     "NormalityConfig",
@@ -321,14 +322,14 @@ class NormalityResult(Result):
     covariance_se: np.ndarray
 
 
-def normality_experiment(config: Union[str, NormalityConfig] = "default", *, key: Optional[Array] = None) -> NormalityResult:
+def normality_experiment(config: Union[str, NormalityConfig] = "ci", *, key: Optional[Array] = None) -> NormalityResult:
     """Outputs at two inputs of many random one-hidden-layer networks, widths 1..max_width.
 
     Every network is drawn at the largest width and seen at each smaller width through its
     sub-network of the first n units (:func:`subnetwork`), which is exactly a random width-n net.
     """
     cfg = resolve_config(config, NORMALITY_PRESETS, NormalityConfig, "config")
-    key = jax.random.PRNGKey(0) if key is None else check_key(key)
+    key = resolve_key(key, 0)  # None: PRNGKey(0)
     k_nets, k_boot = jax.random.split(key)
     x = np.array([[1.0, 0.5], [-0.4, 1.2]])
     widths = tuple(2**i for i in range(int(math.log2(cfg.max_width)) + 1))
@@ -428,10 +429,10 @@ def nested_kernel_errors(net: MLP, kernel_fn, x: Array, key: Array, widths: Sequ
     return (np.linalg.norm(khat - reference, axis=(2, 3)) / np.linalg.norm(reference)).T
 
 
-def covariance_error_experiment(config: Union[str, CovarianceConfig] = "default", *, key: Optional[Array] = None) -> CovarianceErrorResult:
+def covariance_error_experiment(config: Union[str, CovarianceConfig] = "ci", *, key: Optional[Array] = None) -> CovarianceErrorResult:
     """Relative error of one network's kernel K̂_n against the NNGP kernel, over widths and depths."""
     cfg = resolve_config(config, COVARIANCE_PRESETS, CovarianceConfig, "config")
-    key = jax.random.PRNGKey(1) if key is None else check_key(key)
+    key = resolve_key(key, 1)  # None: PRNGKey(1)
     k_x, k_nets = jax.random.split(key)
     x = jax.random.normal(k_x, (cfg.n_points, cfg.in_dim))
     widths = tuple(cfg.widths)
@@ -517,10 +518,10 @@ def _ensemble(net, key, x_train, y_train, x_eval, n_nets, chunk):
                        jax.random.split(key, n_nets), batch_size=chunk)
 
 
-def posterior_experiment(config: Union[str, PosteriorConfig] = "default", *, key: Optional[Array] = None) -> PosteriorResult:
+def posterior_experiment(config: Union[str, PosteriorConfig] = "ci", *, key: Optional[Array] = None) -> PosteriorResult:
     """NNGP posterior on a 1-D problem and an ensemble of readout-trained wide networks."""
     cfg = resolve_config(config, POSTERIOR_PRESETS, PosteriorConfig, "config")
-    key = jax.random.PRNGKey(2) if key is None else check_key(key)
+    key = resolve_key(key, 2)  # None: PRNGKey(2)
     x_train, y_train = toy_1d(cfg.n_train, low=-3.0, high=3.0)
     x_grid = np.linspace(-4.0, 4.0, cfg.n_grid)[:, None]
     net = MLP(in_dim=1, width=cfg.width, depth=1, activation=cfg.activation, sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b)

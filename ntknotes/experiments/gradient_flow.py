@@ -1,7 +1,7 @@
 """Experiments of the chapter "Gradient flow and the NTK".
 
-Four experiments, each a function of (config or preset name, PRNG key) returning a result
-dataclass; every one trains real networks with :func:`ntknotes.training.gradient_descent`
+Four experiments, each ``fn(config="ci", *, key=None)`` (the protocol of
+:mod:`ntknotes.experiments.common`; ``key=None`` is ``PRNGKey(0)``) returning a result dataclass; every one trains real networks with :func:`ntknotes.training.gradient_descent`
 and compares them with the closed forms of :mod:`ntknotes.dynamics`:
 
 * :func:`toy_dynamics`: a one-hidden-layer ReLU network (width 15,000 in every preset) fit to
@@ -21,21 +21,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import dynamics
-from .._checks import check_key, check_positive, check_positive_int
+from .._checks import check_positive, check_positive_int
 from ..data import augment_with_one, load_digits, toy_1d
 from ..empirical import mlp_ntk
 from ..linalg import eigh_psd
 from ..networks import MLP
 from ..stats import loglog_slope
 from ..training import gradient_descent, linearize
-from .common import Result, resolve_config
+from .common import Result, progress_bar, resolve_config, resolve_key
 
 __all__ = [
     "GradientFlowConfig",
@@ -114,8 +114,8 @@ PRESETS: dict[str, GradientFlowConfig] = {
 }
 
 
-def get_config(config: Union[str, GradientFlowConfig] = "default") -> GradientFlowConfig:
-    """A preset by name (``"ci"``, ``"paper"``, ``"default"``) or a config passed through."""
+def get_config(config: Union[str, GradientFlowConfig] = "ci") -> GradientFlowConfig:
+    """A preset by name (``"ci"``, ``"paper"``; see :mod:`ntknotes.experiments.common`) or a config, checked."""
     return resolve_config(config, PRESETS, GradientFlowConfig)
 
 
@@ -133,7 +133,7 @@ def _toy_net(config: GradientFlowConfig, width: int) -> MLP:
     return MLP(in_dim=2, width=width, depth=1, activation="relu", sigma_w=config.sigma_w)
 
 
-def toy_setup(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> tuple:
+def toy_setup(config: Union[str, GradientFlowConfig] = "ci", *, key: Optional[jax.Array] = None) -> tuple:
     """The worked example before training.
 
     Returns:
@@ -142,7 +142,7 @@ def toy_setup(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Ar
       augmented with a 1, shape (N, 2), and the targets, shape (N, 1).
     """
     config = get_config(config)
-    check_key(key)
+    key = resolve_key(key, 0)
     xa, y = _toy_problem(config)
     net = _toy_net(config, check_positive_int(config.width, "width"))
     return net, net.init(key), xa, y
@@ -205,7 +205,7 @@ _TRACKED_NAMES = ["layer-1 weight 1", "layer-1 weight 2", "layer-1 bias 1", "lay
                   "layer-2 weight 1", "layer-2 weight 2"]
 
 
-def toy_dynamics(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> ToyResult:
+def toy_dynamics(config: Union[str, GradientFlowConfig] = "ci", *, key: Optional[jax.Array] = None) -> ToyResult:
     """Train the seed's one-hidden-layer ReLU network by small-step GD and evaluate the closed forms.
 
     The step is η = ``lr_fraction``/λ_max and the run lasts until λ_min t = ``horizon``
@@ -270,14 +270,18 @@ class WidthSweepResult(Result):
     intercept: float
 
 
-def width_sweep(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> WidthSweepResult:
-    """Train the toy network at each width until λ_min t = ``horizon`` and measure how far θ moved."""
+def width_sweep(config: Union[str, GradientFlowConfig] = "ci", *, key: Optional[jax.Array] = None,
+                progress: bool = False) -> WidthSweepResult:
+    """Train the toy network at each width until λ_min t = ``horizon`` and measure how far θ moved.
+
+    ``progress``: a progress bar over the widths.
+    """
     config = get_config(config)
-    check_key(key)
+    key = resolve_key(key, 0)
     xa, y = _toy_problem(config)
     keys = jax.random.split(key, len(config.widths))
     rel, absolute, ratio = [], [], []
-    for width, k in zip(config.widths, keys):
+    for width, k in progress_bar(list(zip(config.widths, keys)), progress, "widths"):
         net = _toy_net(config, check_positive_int(width, "width"))
         params = net.init(k)
         w = np.linalg.eigvalsh(np.asarray(mlp_ntk(net, params, xa)))
@@ -325,7 +329,7 @@ class LabelResult(Result):
     energy_random: float
 
 
-def label_trainability(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> LabelResult:
+def label_trainability(config: Union[str, GradientFlowConfig] = "ci", *, key: Optional[jax.Array] = None) -> LabelResult:
     """Train a wide ReLU network on two digit classes with true and with shuffled ±1 labels.
 
     The network output is centred at initialization by training on targets y + f_0(X), which
@@ -333,7 +337,7 @@ def label_trainability(config: Union[str, GradientFlowConfig] = "default", *, ke
     the kernel regime.
     """
     config = get_config(config)
-    check_key(key)
+    key = resolve_key(key, 0)
     k_data, k_perm, k_net = jax.random.split(key, 3)
     n = check_positive_int(config.digits_n, "digits_n")
     data = load_digits(n, 1, key=k_data, classes=config.digits_classes, targets="pm1")
@@ -388,7 +392,7 @@ class StepSizeResult(Result):
     lam_max_final: np.ndarray
 
 
-def step_sizes(config: Union[str, GradientFlowConfig] = "default", *, key: jax.Array) -> StepSizeResult:
+def step_sizes(config: Union[str, GradientFlowConfig] = "ci", *, key: Optional[jax.Array] = None) -> StepSizeResult:
     """Train the toy network and its linearization with η below and above 2/λ_max."""
     config = get_config(config)
     net, params, xa, y = toy_setup(config, key=key)
@@ -434,9 +438,9 @@ def plot_toy(result: ToyResult, n_snapshots: int = 5):
     for the trained network (solid) and the closed form from the NTK at init (dashed)."""
     import matplotlib.pyplot as plt
 
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, LEGEND_SMALL, figure
 
-    fig, ax = figure(3, width=3.5, height=3.0)
+    fig, ax = figure(3)
     rows = _snapshot_rows(result.times, n_snapshots)
     shades = plt.cm.viridis(np.linspace(0.0, 0.85, rows.size))
     for c, i in zip(shades, rows):
@@ -444,7 +448,7 @@ def plot_toy(result: ToyResult, n_snapshots: int = 5):
         ax[0].plot(result.x_grid, result.grid_flow[i], "--", color="k", lw=0.8)
     ax[0].plot(result.x, result.y, "o", color=COLORS[1], ms=5, zorder=3, label="data")
     ax[0].set(xlabel="x", ylabel="f(x)", title="network function")
-    ax[0].legend(fontsize=7)
+    ax[0].legend(fontsize=LEGEND_SMALL)
     for j in range(result.y.size):
         c = COLORS[j % len(COLORS)]
         ax[1].plot(result.times, result.outputs[:, j], color=c)
@@ -452,8 +456,8 @@ def plot_toy(result: ToyResult, n_snapshots: int = 5):
         ax[1].axhline(result.y[j], color=c, ls=":", lw=1)
         ax[2].plot(result.times, result.outputs[:, j] - result.y[j], color=c)
         ax[2].plot(result.times, result.outputs_flow[:, j] - result.y[j], "--", color="k", lw=0.8)
-    ax[1].set(xlabel="time t = ηk", ylabel=r"$f(x_i)$", title="outputs at the data (dashed: closed form)")
-    ax[2].set(xlabel="time t = ηk", ylabel=r"$f(x_i) - y_i$", title="residuals")
+    ax[1].set(xlabel=LABELS["time"], ylabel=r"$f(x_i)$", title="outputs at the data (dashed: closed form)")
+    ax[2].set(xlabel=LABELS["time"], ylabel=r"$f(x_i) - y_i$", title="residuals")
     for a in ax[1:]:
         a.set_xscale("log")
         a.set_xlim(result.times[1], result.times[-1])
@@ -462,13 +466,13 @@ def plot_toy(result: ToyResult, n_snapshots: int = 5):
 
 def plot_loss_bound(result: ToyResult):
     """Loss of the trained network, the closed form and the bound e^{−2λ_min t} L_0 (log scale)."""
-    from ..plotting import figure
+    from ..plotting import LABELS, figure
 
-    fig, ax = figure(1, width=4.6, height=3.2)
+    fig, ax = figure()
     ax.semilogy(result.times, result.loss, label="trained network")
     ax.semilogy(result.times, result.loss_flow, "--", color="k", lw=1, label="closed form, NTK at init")
     ax.semilogy(result.times, result.loss_bound, label=r"bound $e^{-2\lambda_{\min} t} L_0$")
-    ax.set(xlabel="time t = ηk", ylabel="loss ½‖f − y‖²")
+    ax.set(xlabel=LABELS["time"], ylabel="loss ½‖f − y‖²")
     ax.legend()
     return fig
 
@@ -476,20 +480,20 @@ def plot_loss_bound(result: ToyResult):
 def plot_parameters(toy: ToyResult, sweep: WidthSweepResult):
     """Three panels: a few parameters over time, their changes θ_t − θ_0 (trained solid, closed form
     dashed), and the relative change of all parameters against width."""
-    from ..plotting import COLORS, add_slope_guide, figure
+    from ..plotting import COLORS, LABELS, LEGEND_SMALL, add_slope_guide, figure
 
-    fig, ax = figure(3, width=3.5, height=3.1)
+    fig, ax = figure(3, height=3.1)  # room for the legend below
     for j, name in enumerate(toy.tracked_names):
         c = COLORS[j % len(COLORS)]
         ax[0].plot(toy.times, toy.tracked[:, j], color=c, label=name)
         ax[1].plot(toy.times, toy.tracked[:, j] - toy.tracked[0, j], color=c)
         ax[1].plot(toy.times, toy.tracked_flow[:, j] - toy.tracked[0, j], "--", color="k", lw=0.8)
-    ax[0].set(xlabel="time t = ηk", ylabel=r"$\theta_t$", title=f"6 of {toy.num_params:,} parameters")
-    ax[1].set(xlabel="time t = ηk", ylabel=r"$\theta_t - \theta_0$", title="their changes (dashed: closed form)")
-    fig.legend(*ax[0].get_legend_handles_labels(), loc="outside lower center", ncol=6, fontsize=7)
+    ax[0].set(xlabel=LABELS["time"], ylabel=r"$\theta_t$", title=f"6 of {toy.num_params:,} parameters")
+    ax[1].set(xlabel=LABELS["time"], ylabel=r"$\theta_t - \theta_0$", title="their changes (dashed: closed form)")
+    fig.legend(*ax[0].get_legend_handles_labels(), loc="outside lower center", ncol=6, fontsize=LEGEND_SMALL)
     ax[2].loglog(sweep.widths, sweep.rel_change, "o-", label="measured")
     add_slope_guide(ax[2], sweep.widths, -0.5, sweep.rel_change[0], label="slope −1/2")
-    ax[2].set(xlabel="width n", ylabel=r"$\|\theta_T-\theta_0\| / \|\theta_0\|$",
+    ax[2].set(xlabel=LABELS["width"], ylabel=r"$\|\theta_T-\theta_0\| / \|\theta_0\|$",
               title=f"relative change, fitted slope {sweep.slope:.3f}")
     ax[2].legend()
     return fig
@@ -497,9 +501,9 @@ def plot_parameters(toy: ToyResult, sweep: WidthSweepResult):
 
 def plot_labels(result: LabelResult):
     """Spectrum of the NTK, label projections (true vs shuffled), and loss curves."""
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, figure
 
-    fig, ax = figure(3, width=3.5, height=3.0)
+    fig, ax = figure(3)
     idx = np.arange(1, result.eigenvalues.size + 1)
     ax[0].loglog(idx, result.eigenvalues, color=COLORS[0])
     ax[0].set(xlabel="index i", ylabel=r"$\lambda_i$", title="NTK eigenvalues")
@@ -513,16 +517,16 @@ def plot_labels(result: LabelResult):
     ax[2].semilogy(result.steps, result.kernel_true / result.kernel_true[0], "--", color="k", lw=0.8,
                    label="closed form")
     ax[2].semilogy(result.steps, result.kernel_random / result.kernel_random[0], "--", color="k", lw=0.8)
-    ax[2].set(xlabel="step k", ylabel=r"$L_k / L_0$", title="training loss")
+    ax[2].set(xlabel=LABELS["step"], ylabel=r"$L_k / L_0$", title="training loss")
     ax[2].legend()
     return fig
 
 
 def plot_step_sizes(result: StepSizeResult, products=(0.1, 0.5, 1.0, 1.5, 1.9, 2.05)):
     """Left: the absolute GD factor (1 − ηλ)^k against e^{−ηλk} for several ηλ. Right: loss curves at each step size."""
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, LEGEND_SMALL, figure
 
-    fig, ax = figure(2, width=4.0, height=3.1)
+    fig, ax = figure(2, width=4.0, height=3.1)  # wider: a two-column legend
     k = np.arange(0, 41)
     gd = np.abs(np.asarray(dynamics.decay_factors(np.asarray(products, float), k, lr=1.0)))  # |1 − a|^k
     flow = np.asarray(dynamics.decay_factors(np.asarray(products, float), k))  # e^{−ak}
@@ -530,12 +534,12 @@ def plot_step_sizes(result: StepSizeResult, products=(0.1, 0.5, 1.0, 1.5, 1.9, 2
         c = COLORS[j % len(COLORS)]
         ax[0].semilogy(k, np.maximum(gd[:, j], 1e-300), "o-", ms=2.5, lw=1, color=c, label=rf"$\eta\lambda = {a:g}$")
         ax[0].semilogy(k, flow[:, j], "--", color=c, lw=0.8)
-    ax[0].set(xlabel="step k", ylabel=r"$|1-\eta\lambda|^k$  (dashed: $e^{-\eta\lambda k}$)", ylim=(1e-8, 1e2))
-    ax[0].legend(fontsize=7, ncol=2)
+    ax[0].set(xlabel=LABELS["step"], ylabel=r"$|1-\eta\lambda|^k$  (dashed: $e^{-\eta\lambda k}$)", ylim=(1e-8, 1e2))
+    ax[0].legend(fontsize=LEGEND_SMALL, ncol=2)
     for j, f in enumerate(result.factors):
         c = COLORS[j % len(COLORS)]
         ax[1].loglog(result.steps[1:], result.loss_net[j, 1:], color=c, label=rf"$\eta = {f:g}\cdot 2/\lambda_{{\max}}$")
         ax[1].loglog(result.steps[1:], result.loss_lin[j, 1:], "--", color=c, lw=1)
-    ax[1].set(xlabel="step k", ylabel="loss", ylim=(1e-7, 1e8), title="solid: network, dashed: linearized")
-    ax[1].legend(fontsize=7)
+    ax[1].set(xlabel=LABELS["step"], ylabel="loss", ylim=(1e-7, 1e8), title="solid: network, dashed: linearized")
+    ax[1].legend(fontsize=LEGEND_SMALL)
     return fig

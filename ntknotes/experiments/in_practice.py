@@ -10,6 +10,11 @@
   fully-connected NTK, CNTK-V and CNTK-GAP at several depths.
 * :func:`cost_experiment`: time of the kernel, of the solve and of training a net against N.
 
+Each is ``fn(config="ci", *, key=None)`` (the protocol of :mod:`ntknotes.experiments.common`):
+``config`` is a preset name (``"ci"``, ``"paper"``) or a :class:`Config`, e.g.
+``dataclasses.replace(PRESETS["ci"], toy_widths=(64, 512))``; ``key=None`` is ``PRNGKey(0)``;
+``progress=True`` shows a bar over the sweep (widths, depths or sizes) where there is one.
+
 Networks whose output must start at zero (so that kernel regression, not kernel regression
 plus a random function, is the infinite-width prediction) are trained in the antisymmetric
 form f(x) = (g(θ₁, x) − g(θ₂, x))/√2 with θ₁ = θ₂ at initialization, whose tangent kernel is
@@ -36,12 +41,11 @@ from ..networks import MLP
 from ..regression import accuracy, kernel_regression
 from ..stats import relative_error
 from ..training import gradient_descent, train
-from .common import Result, resolve_config, resolve_scale
+from .common import Result, progress_bar, resolve_config, resolve_key
 
 __all__ = [
     "Config",
     "PRESETS",
-    "config",
     "antisymmetric",
     "ToyResult",
     "toy_experiment",
@@ -111,12 +115,6 @@ PRESETS = {
 }
 
 
-def config(scale: str = "default", **overrides) -> Config:
-    """The preset ``scale`` (``"ci"`` or ``"paper"``), with fields replaced by ``overrides``."""
-    cfg = resolve_scale(scale, PRESETS)
-    return dataclasses.replace(cfg, **overrides) if overrides else cfg
-
-
 def antisymmetric(apply):
     """f(params, x) = (g(p₁, x) − g(p₂, x))/√2 for params = (p₁, p₂): zero at init when p₁ = p₂."""
 
@@ -152,10 +150,11 @@ class ToyResult(Result):
     noise: float
 
 
-def toy_experiment(cfg: Config, key: jax.Array) -> ToyResult:
+def toy_experiment(config: "str | Config" = "ci", *, key: Optional[jax.Array] = None,
+                   progress: bool = False) -> ToyResult:
     """1-D regression with a one-hidden-layer ReLU net (input augmented with a 1, σ_w² = 2)."""
-    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
-    check_key(key)
+    cfg = resolve_config(config, PRESETS, Config)
+    key = resolve_key(key, 0)
     x, y = toy_1d(cfg.toy_points)
     grid = np.linspace(-4.0, 4.0, 161)[:, None]
     X, G = augment_with_one(x), augment_with_one(grid)
@@ -175,7 +174,7 @@ def toy_experiment(cfg: Config, key: jax.Array) -> ToyResult:
     lr = 1.0 / lam[-1]
     steps = int(min(200_000, math.ceil(math.log(1e8) / (lr * lam[0]))))
     preds, devs, losses = [], [], []
-    for i, w in enumerate(cfg.toy_widths):
+    for i, w in enumerate(progress_bar(cfg.toy_widths, progress, "widths")):
         net = MLP(in_dim=2, width=int(w), depth=1, **{k_: v for k_, v in kw.items() if k_ != "depth"})
         p = net.init(jax.random.fold_in(key, i))
         f = antisymmetric(net.apply)
@@ -214,10 +213,11 @@ class MLPResult(Result):
     n_test: int
 
 
-def mlp_experiment(cfg: Config, key: jax.Array) -> MLPResult:
+def mlp_experiment(config: "str | Config" = "ci", *, key: Optional[jax.Array] = None,
+                   progress: bool = False) -> MLPResult:
     """ReLU MLPs (``mlp_depth`` hidden layers, σ_w² = 2) on digits, one-hot targets, total MSE loss."""
-    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
-    check_key(key)
+    cfg = resolve_config(config, PRESETS, Config)
+    key = resolve_key(key, 0)
     k_data, k_net = jax.random.split(key)
     ds = load_digits(cfg.mlp_train, cfg.mlp_test, key=k_data)
     kw = dict(depth=cfg.mlp_depth, activation="relu", sigma_w=math.sqrt(2.0), sigma_b=0.0)
@@ -233,7 +233,7 @@ def mlp_experiment(cfg: Config, key: jax.Array) -> MLPResult:
                                     [cfg.mlp_steps], lr=lr))[0]
     x32, y32, xt32 = (jnp.asarray(a, jnp.float32) for a in (ds.x_train, ds.y_train, ds.x_test))
     accs, dists, agree = [], [], []
-    for i, w in enumerate(cfg.mlp_widths):
+    for i, w in enumerate(progress_bar(cfg.mlp_widths, progress, "widths")):
         net = MLP(in_dim=ds.in_dim, width=int(w), out_dim=10, depth=cfg.mlp_depth,
                   **{k_: v for k_, v in kw.items() if k_ != "depth"})
         p = net.init(jax.random.fold_in(k_net, i), dtype=jnp.float32)
@@ -314,15 +314,16 @@ def _fit_cnn(cfg: Config, ds: Dataset, depth: int, pooling: str, ntk_train: np.n
     return accuracy(hist.eval_outputs[-1] - f0_test, ds.labels_test), time.perf_counter() - t0
 
 
-def cnn_table(cfg: Config, key: jax.Array) -> TableResult:
+def cnn_table(config: "str | Config" = "ci", *, key: Optional[jax.Array] = None,
+              progress: bool = False) -> TableResult:
     """CNNs (plain minibatch SGD, mean MSE on one-hot targets) and their kernels, every depth and readout.
 
     The kernels of all depths and both readouts come from one pass of the CNTK recursion.
     The SGD step is ``cnn_lr_factor`` · N / λ_max(Θ_train) of the matching CNTK (the stable
     step of full-batch GD on the mean loss is 2N/λ_max).
     """
-    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
-    check_key(key)
+    cfg = resolve_config(config, PRESETS, Config)
+    key = resolve_key(key, 0)
     k_data, k_net = jax.random.split(key)
     ds = load_images(cfg, k_data)
     xtr, xte = ds.images("train"), ds.images("test")
@@ -334,7 +335,7 @@ def cnn_table(cfg: Config, key: jax.Array) -> TableResult:
     t_kernel = time.perf_counter() - t0
     res = {name: [] for name in ("cnn_v", "cntk_v", "cnn_gap", "cntk_gap", "cnngp_v", "cnngp_gap")}
     t_train = 0.0
-    for i, depth in enumerate(depths):
+    for i, depth in enumerate(progress_bar(depths, progress, "depths")):
         for pool, tag in (("flatten", "v"), ("gap", "gap")):
             pair_tr, pair_te = ktr.get(pool, depth), kte.get(pool, depth)
             pred = kernel_regression(pair_tr.ntk, ds.y_train, pair_te.ntk)
@@ -370,7 +371,7 @@ class PoolingResult(Result):
     n_test: int
 
 
-def pooling_experiment(cfg: Config, key: jax.Array) -> PoolingResult:
+def pooling_experiment(config: "str | Config" = "ci", *, key: Optional[jax.Array] = None) -> PoolingResult:
     """MNIST-1D as (40, 1, 1) images: fully-connected NTK, CNTK-V and CNTK-GAP regression at every
     depth of ``m1d_depths`` (one pass of the CNTK recursion serves all depths).
 
@@ -378,8 +379,8 @@ def pooling_experiment(cfg: Config, key: jax.Array) -> PoolingResult:
     convolutions act as 3-tap 1-D convolutions; σ_w = √6 (σ_w²/9 per tap, 3 taps) keeps the
     pre-activation variance constant through the ReLU layers, as σ_w = √2 does for 2-D images.
     """
-    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
-    check_key(key)
+    cfg = resolve_config(config, PRESETS, Config)
+    key = resolve_key(key, 0)
     from ..data import make_mnist1d
 
     src = dict(seed=cfg.m1d_seed) if cfg.m1d_seed is not None else dict(key=key)
@@ -483,18 +484,19 @@ def _sgd_epochs(net: MLP, p0, x: np.ndarray, y: np.ndarray, epochs: int, key: ja
     return lambda: jax.block_until_ready(run(p0))
 
 
-def cost_experiment(cfg: Config, key: jax.Array) -> CostResult:
+def cost_experiment(config: "str | Config" = "ci", *, key: Optional[jax.Array] = None,
+                    progress: bool = False) -> CostResult:
     """Time of the NTK matrix (N²), of the Cholesky solve (N³, one thread) and of training an MLP for a
     fixed number of epochs of minibatch SGD (N), on digits."""
-    cfg = resolve_config(cfg, PRESETS, Config, "cfg")
-    check_key(key)
+    cfg = resolve_config(config, PRESETS, Config)
+    key = resolve_key(key, 0)
     sizes = np.asarray(cfg.cost_sizes)
     ds = load_digits(int(sizes.max()), 1797 - int(sizes.max()), key=key)
     kw = dict(depth=1, activation="relu", sigma_w=math.sqrt(2.0))
     net = MLP(in_dim=64, width=cfg.cost_width, out_dim=10, depth=1, sigma_w=math.sqrt(2.0))
     p0 = net.init(key, dtype=jnp.float32)
     tk, ts, tt, kb = [], [], [], []
-    for n in sizes:
+    for n in progress_bar(sizes, progress, "sizes N"):
         x, y = ds.x_train[:n], ds.y_train[:n]
         tk.append(_best_time(lambda: jax.block_until_ready(nngp_ntk(x, **kw).ntk)))
         th = np.asarray(nngp_ntk(x, **kw).ntk)
@@ -512,9 +514,9 @@ def cost_experiment(cfg: Config, key: jax.Array) -> CostResult:
 # ----------------------------------------------------------------------------
 def plot_toy(r: ToyResult):
     """Left: trained nets of growing width against NTK regression; right: the NTK-GP band over time."""
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, figure
 
-    fig, axes = figure(1 + len(r.times), width=3.0, height=2.8, sharey=True)
+    fig, axes = figure(1 + len(r.times), width=3.0, height=2.8, sharey=True)  # small multiples
     ax = axes[0]
     for i, w in enumerate(r.widths):
         ax.plot(r.grid, r.net_predictions[i], color=COLORS[i + 1], lw=1.3, label=f"net, width {w}")
@@ -536,31 +538,31 @@ def plot_toy(r: ToyResult):
 
 def plot_mlp(r: MLPResult):
     """Left: test accuracy against width with the kernel predictors; right: distance to the NTK dynamics."""
-    from ..plotting import COLORS, add_slope_guide, figure
+    from ..plotting import COLORS, LABELS, add_slope_guide, figure
 
-    fig, (a, b) = figure(2, width=3.6, height=2.9)
+    fig, (a, b) = figure(2)
     a.semilogx(r.widths, 100 * r.net_acc, "o-", color=COLORS[0], label="trained MLP")
     a.axhline(100 * r.ntk_acc_t, color=COLORS[1], ls=":", label=f"NTK, same step ({r.steps})")
     a.axhline(100 * r.ntk_acc, color=COLORS[1], ls="--", label="NTK regression (t = ∞)")
     a.axhline(100 * r.nngp_acc, color=COLORS[2], ls="-.", label="NNGP regression")
-    a.set(xlabel="width", ylabel="test accuracy (%)", title="digits")
+    a.set(xlabel=LABELS["width"], ylabel=LABELS["accuracy"], title="digits")
     a.legend(loc="lower right")
     b.loglog(r.widths, r.distance, "o-", color=COLORS[0], label="‖f_net − f_NTK‖ / ‖f_NTK‖")
     add_slope_guide(b, r.widths, -0.5, r.distance[0])
-    b.set(xlabel="width", ylabel="relative distance (test set)", title="net vs infinite-width dynamics")
+    b.set(xlabel=LABELS["width"], ylabel="relative distance (test set)", title="net vs infinite-width dynamics")
     b.legend(loc="lower left")
     return fig
 
 
 def plot_table(r: TableResult):
     """Test accuracy of CNN-V, CNTK-V, CNN-GAP, CNTK-GAP against depth."""
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, figure
 
-    fig, ax = figure(1, width=5.6, height=3.4)
+    fig, ax = figure(1, width=5.6, height=3.4)  # room for the legend below
     for name, col, style in (("cnn_v", COLORS[0], "o-"), ("cntk_v", COLORS[0], "s--"),
                              ("cnn_gap", COLORS[1], "o-"), ("cntk_gap", COLORS[1], "s--")):
         ax.plot(r.depths, 100 * getattr(r, name), style, color=col, label=name.upper().replace("_", "-"))
-    ax.set(xlabel="depth (convolution layers)", ylabel="test accuracy (%)", xticks=r.depths,
+    ax.set(xlabel="depth (convolution layers)", ylabel=LABELS["accuracy"], xticks=r.depths,
            title=f"{r.dataset}: {r.n_train} training images, {r.channels} channels")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4)
     return fig
@@ -568,9 +570,9 @@ def plot_table(r: TableResult):
 
 def plot_pooling(r: PoolingResult):
     """Left: one MNIST-1D signal per class; right: test accuracy of the kernels against depth."""
-    from ..plotting import COLORS, figure
+    from ..plotting import COLORS, LABELS, figure
 
-    fig, (a, b) = figure(2, width=3.6, height=3.2)
+    fig, (a, b) = figure(2, width=3.6, height=3.2)  # room for the legend below
     for c, x in enumerate(r.examples):
         a.plot(np.arange(x.size), x - 4.0 * c, color=COLORS[c % len(COLORS)], lw=1.1)
     a.set(yticks=-4.0 * np.arange(10), yticklabels=[str(c) for c in range(10)], xlabel="position",
@@ -579,7 +581,7 @@ def plot_pooling(r: PoolingResult):
     b.plot(r.depths, 100 * r.cntk_v, "s--", color=COLORS[0], label="CNTK-V")
     b.plot(r.depths, 100 * r.fc_ntk, "d:", color=COLORS[2], label="fully-connected NTK")
     b.axhline(10, color="0.6", lw=0.8, ls="-", label="chance")
-    b.set(xlabel="depth (layers)", ylabel="test accuracy (%)", xticks=r.depths, ylim=(0, 100),
+    b.set(xlabel="depth (layers)", ylabel=LABELS["accuracy"], xticks=r.depths, ylim=(0, 100),
           title=f"NTK regression, {r.n_train} training signals")
     b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     return fig
@@ -587,19 +589,19 @@ def plot_pooling(r: PoolingResult):
 
 def plot_cost(r: CostResult):
     """CPU time of the kernel, the solve and SGD training against N, log-log."""
-    from ..plotting import COLORS, add_slope_guide, figure
+    from ..plotting import COLORS, LABELS, add_slope_guide, figure
 
-    fig, (a, b) = figure(2, width=3.6, height=3.4)
+    fig, (a, b) = figure(2, width=3.6, height=3.4)  # room for the legend below
     a.loglog(r.sizes, r.kernel_seconds, "o-", color=COLORS[0], label="NTK matrix")
     a.loglog(r.sizes, r.solve_seconds, "s-", color=COLORS[1], label="solve (Cholesky, 1 thread)")
     a.loglog(r.sizes, r.train_seconds, "^-", color=COLORS[2], label=f"SGD, {r.epochs} epochs")
     add_slope_guide(a, r.sizes, 3.0, r.solve_seconds[0], label="slope 3")
     add_slope_guide(a, r.sizes, 1.0, r.train_seconds[0], label="slope 1", color="0.7")
-    a.set(xlabel="training points N", ylabel="seconds (best of 3)")
+    a.set(xlabel=LABELS["n_train"], ylabel="seconds (best of 3)")
     a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     b.loglog(r.sizes, r.kernel_bytes / 2**20, "o-", color=COLORS[0], label="N×N kernel (float64)")
     b.axhline(r.param_bytes / 2**20, color=COLORS[2], ls="--", label=f"MLP parameters (width {r.width})")
-    b.set(xlabel="training points N", ylabel="memory (MiB)")
+    b.set(xlabel=LABELS["n_train"], ylabel="memory (MiB)")
     for ax in (a, b):
         ax.set_xticks(r.sizes, [str(int(n)) for n in r.sizes])
         ax.minorticks_off()

@@ -18,7 +18,7 @@ network shown in detail.
 
 Usage::
 
-    res = teaser("ci", jax.random.PRNGKey(0))
+    res = teaser("ci", key=jax.random.PRNGKey(0))
     res.acc_nn, res.acc_ntk, res.agreement, res.rel_rmse, res.rel_rmse_by_width
 """
 from __future__ import annotations
@@ -31,14 +31,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_key, check_positive, check_positive_int
+from .._checks import check_positive, check_positive_int
 from ..data import load_digits
 from ..kernels import nngp_ntk
 from ..linalg import eigh_psd, solve_psd
 from ..networks import MLP
 from ..stats import relative_error
 from ..training import gradient_descent
-from .common import Result, resolve_config
+from .common import Result, progress_bar, resolve_config, resolve_key
 
 __all__ = ["TeaserConfig", "TeaserResult", "PRESETS", "teaser", "kernel_predictions", "zero_output_pair"]
 
@@ -177,20 +177,22 @@ def kernel_predictions(
     return f_inf, f_T, loss
 
 
-def teaser(config: Union[str, TeaserConfig] = "default", key: Optional[jax.Array] = None) -> TeaserResult:
+def teaser(config: Union[str, TeaserConfig] = "ci", *, key: Optional[jax.Array] = None,
+           progress: bool = False) -> TeaserResult:
     """Train a wide MLP on digits and compare it with infinite-width NTK regression.
 
     Args:
-      config: a scale preset, ``"ci"``, ``"paper"`` or ``"default"`` (``$NTKNOTES_SCALE``, else
-        ``"ci"``), or a :class:`TeaserConfig`.
-      key: JAX PRNG key (data split and network initialization).
+      config: a preset name (``"ci"``, ``"paper"``; see :mod:`ntknotes.experiments.common`) or a
+        :class:`TeaserConfig`.
+      key: JAX PRNG key (data split and network initialization); None: ``PRNGKey(0)``.
+      progress: a progress bar over the widths.
     Returns:
       A :class:`TeaserResult`.
     Raises:
-      TypeError for a missing key or a config of the wrong type; ValueError for an unknown preset.
+      TypeError for a key or a config of the wrong type; ValueError for an unknown preset.
     """
     cfg = resolve_config(config, PRESETS, TeaserConfig)
-    check_key(key)
+    key = resolve_key(key, 0)
     dtype = jnp.dtype(cfg.dtype)
     k_data, k_net = jax.random.split(key)
     ds = load_digits(cfg.n_train, cfg.n_test, key=k_data, targets="onehot_centered")
@@ -212,7 +214,7 @@ def teaser(config: Union[str, TeaserConfig] = "default", key: Optional[jax.Array
     pred_ntk = f_inf.argmax(1)
 
     rel, agree, acc = [], [], []
-    for width in cfg.widths:
+    for width in progress_bar(cfg.widths, progress, "teaser widths"):
         net = make(width)
         hist = _train_pair(net, k_net, dtype, x_train, y_train, x_test, lr, cfg.steps, rec)
         nn_test = np.asarray(hist.eval_outputs[-1], dtype=np.float64)

@@ -1,6 +1,7 @@
 """Experiments of the chapter "Linearization and the NTK-GP" (Lee et al. 2019; seed 001).
 
-Five experiments, each a function of (config or preset name, PRNG key) returning a
+Five experiments, each ``fn(config="ci", *, key=None)`` (the protocol of
+:mod:`ntknotes.experiments.common`; ``key=None`` is ``PRNGKey(0)``) returning a
 :class:`~ntknotes.experiments.common.Result` dataclass:
 
 * :func:`weight_change` (Lee et al. Fig. 1): relative Frobenius change of each weight layer and
@@ -35,13 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import dynamics
-from .._checks import check_key, check_positive, check_positive_int
+from .._checks import check_positive, check_positive_int
 from ..data import augment_with_one, load_digits, toy_1d
 from ..empirical import mlp_ntk
 from ..networks import MLP
 from ..stats import loglog_slope
 from ..training import linearize, train, train_ensemble
-from .common import Result, cached, resolve_config
+from .common import Result, cached, progress_bar, resolve_config, resolve_key
 
 __all__ = [
     "WeightChangeConfig", "WeightChangeResult", "weight_change",
@@ -133,11 +134,16 @@ class WeightChangeResult(Result):
     lr: float
 
 
-def weight_change(config: Union[str, WeightChangeConfig] = "default", key: Optional[jax.Array] = None) -> WeightChangeResult:
-    """Train ReLU nets of several widths on the same digits and measure how much they moved."""
+def weight_change(
+    config: Union[str, WeightChangeConfig] = "ci", *, key: Optional[jax.Array] = None, progress: bool = False
+) -> WeightChangeResult:
+    """Train ReLU nets of several widths on the same digits and measure how much they moved.
+
+    ``progress``: a progress bar over the widths (as in :func:`tracking`, :func:`toy_predictions`;
+    over the step sizes in :func:`critical_lr`).
+    """
     cfg = resolve_config(config, PRESETS["weight_change"], WeightChangeConfig)
-    key = jax.random.PRNGKey(0) if key is None else key
-    check_key(key)
+    key = resolve_key(key, 0)
     k_data, k_nets = jax.random.split(key)
     data = load_digits(cfg.n_train, 10, key=k_data, targets="onehot_centered")
     dtype = _dtype(cfg.dtype)
@@ -148,7 +154,7 @@ def weight_change(config: Union[str, WeightChangeConfig] = "default", key: Optio
     theta = make(cfg.widths[0]).kernels(data.x_train).ntk
     lr = cfg.lr_factor / _lmax(theta)
     changes, ntk_changes, ratios = [], [], []
-    for width in cfg.widths:
+    for width in progress_bar(cfg.widths, progress, "widths"):
         net = make(width)
         init = lambda k, net=net: net.init(k, dtype)  # noqa: E731
         keys = jax.random.split(jax.random.fold_in(k_nets, width), cfg.seeds)
@@ -243,11 +249,12 @@ def _log_steps(steps: int, n: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], np.geomspace(1, steps, n - 1).round().astype(int)]))
 
 
-def tracking(config: Union[str, TrackingConfig] = "default", key: Optional[jax.Array] = None) -> TrackingResult:
+def tracking(
+    config: Union[str, TrackingConfig] = "ci", *, key: Optional[jax.Array] = None, progress: bool = False
+) -> TrackingResult:
     """Train a ReLU net and its linearization at several widths and compare with the analytic NTK dynamics."""
     cfg = resolve_config(config, PRESETS["tracking"], TrackingConfig)
-    key = jax.random.PRNGKey(0) if key is None else key
-    check_key(key)
+    key = resolve_key(key, 0)
     k_data, k_nets = jax.random.split(key)
     data = load_digits(cfg.n_train, cfg.n_test, key=k_data, classes=cfg.classes, targets="pm1")
     dtype = _dtype(cfg.dtype)
@@ -261,7 +268,7 @@ def tracking(config: Union[str, TrackingConfig] = "default", key: Optional[jax.A
     lr = cfg.lr_factor / _lmax(theta)
     rec = _log_steps(cfg.steps, cfg.n_record)
     train_out, test_out = [], []
-    for width in cfg.widths:
+    for width in progress_bar(cfg.widths, progress, "widths"):
         net = make(width)
         p0 = net.init(jax.random.fold_in(k_nets, width), dtype)
         runs = [train(net.apply, p0, x, y, lr=lr, steps=cfg.steps, record_steps=rec, x_eval=xt, linearized=lin)
@@ -370,9 +377,9 @@ def _config_hash(cfg: object) -> str:
 
 
 def ensemble(
-    config: Union[str, EnsembleConfig] = "default",
-    key: Optional[jax.Array] = None,
+    config: Union[str, EnsembleConfig] = "ci",
     *,
+    key: Optional[jax.Array] = None,
     cache: Union[None, str, Path] = None,
     progress: bool = False,
 ) -> EnsembleResult:
@@ -386,8 +393,7 @@ def ensemble(
       progress: show a tqdm bar over chunks of the ensemble.
     """
     cfg = resolve_config(config, PRESETS["ensemble"], EnsembleConfig)
-    key = jax.random.PRNGKey(0) if key is None else key
-    check_key(key)
+    key = resolve_key(key, 0)
     path = None
     if cache is not None:
         tag = hashlib.sha1(np.asarray(jax.random.key_data(key)).tobytes()).hexdigest()[:6]
@@ -484,11 +490,12 @@ class ToyResult(Result):
         return np.max(np.abs(out[:, -1] - self.y_train), axis=-1)
 
 
-def toy_predictions(config: Union[str, ToyConfig] = "default", key: Optional[jax.Array] = None) -> ToyResult:
+def toy_predictions(
+    config: Union[str, ToyConfig] = "ci", *, key: Optional[jax.Array] = None, progress: bool = False
+) -> ToyResult:
     """Seed 001's picture: parameters follow gradient descent on the linearized model."""
     cfg = resolve_config(config, PRESETS["toy"], ToyConfig)
-    key = jax.random.PRNGKey(0) if key is None else key
-    check_key(key)
+    key = resolve_key(key, 0)
     x, y = toy_1d(cfg.n_points)
     grid = np.linspace(-4.0, 4.0, cfg.n_grid)
     xa, ga = augment_with_one(x), augment_with_one(grid[:, None])
@@ -500,7 +507,7 @@ def toy_predictions(config: Union[str, ToyConfig] = "default", key: Optional[jax
     lr = cfg.lr_factor / lmax
     rec = _log_steps(cfg.steps, cfg.n_record)
     full, linear = [], []
-    for net, p0 in zip(nets, params0):
+    for net, p0 in progress_bar(list(zip(nets, params0)), progress, "widths"):
         hist = train(linearize(net.apply, p0), p0, jnp.asarray(xa), jnp.asarray(y), lr=lr, steps=cfg.steps,
                      record_steps=rec, x_eval=jnp.asarray(both), param_fn=lambda p: p)
         linear.append(hist.eval_outputs[..., 0])
@@ -571,11 +578,12 @@ class CriticalResult(Result):
     lam_final: np.ndarray
 
 
-def critical_lr(config: Union[str, CriticalConfig] = "default", key: Optional[jax.Array] = None) -> CriticalResult:
+def critical_lr(
+    config: Union[str, CriticalConfig] = "ci", *, key: Optional[jax.Array] = None, progress: bool = False
+) -> CriticalResult:
     """Train one network and its linearization at η_crit and at multiples of 2/λ_max of its empirical NTK."""
     cfg = resolve_config(config, PRESETS["critical"], CriticalConfig)
-    key = jax.random.PRNGKey(0) if key is None else key
-    check_key(key)
+    key = resolve_key(key, 0)
     k_data, k_net = jax.random.split(key)
     data = load_digits(cfg.n_train, 1, key=k_data, classes=cfg.classes, targets="pm1")
     dtype = _dtype(cfg.dtype)
@@ -587,7 +595,7 @@ def critical_lr(config: Union[str, CriticalConfig] = "default", key: Optional[ja
     lrs = np.array([lr_crit] + [float(f) * lr_max for f in cfg.factors])
     rec = np.arange(cfg.steps + 1)
     losses, losses_lin, lam_final = [], [], []
-    for lr in lrs:
+    for lr in progress_bar(lrs, progress, "step sizes"):
         runs = [train(net.apply, p0, x, y, lr=float(lr), steps=cfg.steps, record_steps=rec, linearized=lin,
                       raise_on_divergence=False) for lin in (False, True)]
         losses.append(runs[0].loss)

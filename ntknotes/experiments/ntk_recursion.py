@@ -31,7 +31,7 @@ from ..empirical import mlp_ntk, mlp_ntk_per_layer
 from ..kernels import layer_kernels
 from ..networks import MLP
 from ..stats import loglog_slope
-from .common import Result, resolve_config
+from .common import Result, progress_bar, resolve_config, resolve_key
 from .gaussian_processes import nested_kernel_errors
 
 __all__ = [
@@ -43,10 +43,16 @@ __all__ = [
     "ConvergenceResult",
     "CONVERGENCE_PRESETS",
     "convergence_experiment",
+    "HeatmapConfig",
+    "HEATMAP_PRESETS",
     "HeatmapResult",
     "heatmap_experiment",
+    "DepthConfig",
+    "DEPTH_PRESETS",
     "DepthResult",
     "depth_experiment",
+    "LayerConfig",
+    "LAYER_PRESETS",
     "LayerResult",
     "layer_contributions_experiment",
 ]
@@ -181,25 +187,26 @@ class ConvergenceResult(Result):
     slopes: np.ndarray
 
 
-def convergence_experiment(config: Union[str, ConvergenceConfig] = "default", *, key: Optional[Array] = None) -> ConvergenceResult:
+def convergence_experiment(config: Union[str, ConvergenceConfig] = "ci", *, key: Optional[Array] = None,
+                           progress: bool = False) -> ConvergenceResult:
     """Empirical NTK (layer-wise, :func:`ntknotes.empirical.mlp_ntk`) against the analytic NTK.
 
     Each seed draws one network at the largest width; smaller widths are its sub-networks.
-    ``config`` is a preset name (``"ci"``, ``"paper"``; ``"default"`` reads ``$NTKNOTES_SCALE``)
-    or a :class:`ConvergenceConfig`.
+    ``config`` is a preset name (``"ci"``, ``"paper"``) or a :class:`ConvergenceConfig`;
+    ``key=None`` is ``PRNGKey(3)``; ``progress``: a bar over the (depth, activation) pairs.
     """
     cfg = resolve_config(config, CONVERGENCE_PRESETS, ConvergenceConfig, "config")
-    key = jax.random.PRNGKey(3) if key is None else check_key(key)
+    key = resolve_key(key, 3)
     k_x, k_nets = jax.random.split(key)
     x = jax.random.normal(k_x, (cfg.n_points, cfg.in_dim))
     widths = tuple(cfg.widths)
     keys = jax.random.split(k_nets, len(cfg.depths) * len(cfg.activations)).reshape(len(cfg.depths), len(cfg.activations), 2)
     errors = np.empty((len(cfg.depths), len(cfg.activations), len(widths), cfg.n_seeds))
-    for i, depth in enumerate(cfg.depths):
-        for j, act in enumerate(cfg.activations):
-            net = MLP(in_dim=cfg.in_dim, width=max(widths), depth=depth, activation=act,
-                      sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b)
-            errors[i, j] = nested_kernel_errors(net, mlp_ntk, x, keys[i, j], widths, cfg.n_seeds, net.kernels(x).ntk)
+    pairs = [(i, j) for i in range(len(cfg.depths)) for j in range(len(cfg.activations))]
+    for i, j in progress_bar(pairs, progress, "(depth, activation)"):
+        net = MLP(in_dim=cfg.in_dim, width=max(widths), depth=cfg.depths[i], activation=cfg.activations[j],
+                  sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b)
+        errors[i, j] = nested_kernel_errors(net, mlp_ntk, x, keys[i, j], widths, cfg.n_seeds, net.kernels(x).ntk)
     slopes = np.array([[loglog_slope(widths, errors[i, j].mean(1)).slope for j in range(len(cfg.activations))]
                        for i in range(len(cfg.depths))])
     return ConvergenceResult(np.array(cfg.depths), list(cfg.activations), np.array(widths), errors, slopes)
@@ -228,11 +235,28 @@ class HeatmapResult(Result):
     width: int
 
 
-def heatmap_experiment(key: Optional[Array] = None, *, n_grid: int = 161, extent: float = 4.0, width: int = 8192) -> HeatmapResult:
-    """Θ(x*, x) over [−extent, extent]² for x = (0, 1), (1, 1), (3, 1), and the slice x*₂ = 1."""
-    n_grid = check_positive_int(n_grid, "n_grid")
-    width = check_positive_int(width, "width")
-    key = jax.random.PRNGKey(4) if key is None else check_key(key)
+@dataclasses.dataclass(frozen=True)
+class HeatmapConfig:
+    """Sizes of :func:`heatmap_experiment`: grid points per axis, half-width of the square
+    [−extent, extent]², points on the slice x*₂ = 1, and the width of the random network."""
+
+    n_grid: int = 161
+    extent: float = 4.0
+    n_line: int = 81
+    width: int = 8192
+
+
+HEATMAP_PRESETS = {"ci": HeatmapConfig()}
+
+
+def heatmap_experiment(config: Union[str, HeatmapConfig] = "ci", *, key: Optional[Array] = None) -> HeatmapResult:
+    """Θ(x*, x) over [−extent, extent]² for x = (0, 1), (1, 1), (3, 1), and the slice x*₂ = 1.
+
+    ``config``: ``"ci"`` or a :class:`HeatmapConfig`; ``key=None`` is ``PRNGKey(4)``.
+    """
+    cfg = resolve_config(config, HEATMAP_PRESETS, HeatmapConfig, "config")
+    n_grid, extent, width = cfg.n_grid, cfg.extent, cfg.width
+    key = resolve_key(key, 4)
     centers = np.array([[0.0, 1.0], [1.0, 1.0], [3.0, 1.0]])
     axis = np.linspace(-extent, extent, n_grid)
     gx, gy = np.meshgrid(axis, axis)
@@ -240,7 +264,7 @@ def heatmap_experiment(key: Optional[Array] = None, *, n_grid: int = 161, extent
     # one description gives the finite network and its analytic kernels
     net = MLP(in_dim=2, width=width, depth=1, activation="relu", sigma_w=1.0, sigma_b=0.0)
     maps = np.asarray(net.kernels(pts, centers).ntk).T.reshape(len(centers), n_grid, n_grid)
-    line = np.linspace(-extent, extent, 81)
+    line = np.linspace(-extent, extent, cfg.n_line)
     xl = np.stack([line, np.ones_like(line)], axis=1)
     params = net.init(key)
     emp = np.asarray(mlp_ntk(net, params, jnp.asarray(centers), jnp.asarray(xl)))
@@ -295,11 +319,37 @@ def fixed_point(activation, rho0: float, *, sigma_w: float, sigma_b: float = 0.0
     return float(_iterate_map(act, sw2, sb2, q, jnp.asarray(float(rho0)), check_positive_int(steps, "steps")))
 
 
-def depth_experiment(max_depth: int = 20, *, n_angles: int = 181, pair_angle: float = 2.0,
-                     activations=("relu", "erf"), sigma_w=(math.sqrt(2.0), 2.0), sigma_b=(0.0, 0.5)) -> DepthResult:
-    """NNGP and NTK on the unit circle in ℝ² for depths 1..max_depth, and correlation iterates."""
-    max_depth = check_positive_int(max_depth, "max_depth")
-    angles = np.linspace(0.0, np.pi, n_angles)
+@dataclasses.dataclass(frozen=True)
+class DepthConfig:
+    """Sizes of :func:`depth_experiment`: depths 1..``max_depth``, ``n_angles`` angles in [0, π],
+    the angle of the pair whose correlation is iterated, and the activations with their σ_w, σ_b."""
+
+    max_depth: int = 20
+    n_angles: int = 181
+    pair_angle: float = 2.0
+    activations: tuple = ("relu", "erf")
+    sigma_w: tuple = (math.sqrt(2.0), 2.0)
+    sigma_b: tuple = (0.0, 0.5)
+
+
+DEPTH_PRESETS = {"ci": DepthConfig()}
+
+
+def depth_experiment(config: Union[str, DepthConfig] = "ci", *, key: Optional[Array] = None) -> DepthResult:
+    """NNGP and NTK on the unit circle in ℝ² for depths 1..max_depth, and correlation iterates.
+
+    ``config``: ``"ci"`` or a :class:`DepthConfig`. The computation is deterministic: ``key``
+    is accepted (the protocol of :mod:`ntknotes.experiments.common`) and not used.
+    """
+    cfg = resolve_config(config, DEPTH_PRESETS, DepthConfig, "config")
+    if key is not None:
+        check_key(key)
+    activations, sigma_w, sigma_b, pair_angle = cfg.activations, cfg.sigma_w, cfg.sigma_b, cfg.pair_angle
+    if not len(activations) == len(sigma_w) == len(sigma_b):
+        raise ValueError(f"config.activations, sigma_w and sigma_b must have the same length, got "
+                         f"{len(activations)}, {len(sigma_w)}, {len(sigma_b)}")
+    max_depth = cfg.max_depth
+    angles = np.linspace(0.0, np.pi, cfg.n_angles)
     pts = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     x0 = pts[:1]
     depths = np.arange(1, max_depth + 1)
@@ -334,14 +384,35 @@ class LayerResult(Result):
     width: int
 
 
-def layer_contributions_experiment(key: Optional[Array] = None, *, depth: int = 4, width: int = 1024, n_seeds: int = 4,
-                                   activation="relu", sigma_w: float = math.sqrt(2.0), sigma_b: float = 0.0) -> LayerResult:
-    """mlp_ntk_per_layer of ``n_seeds`` random networks against layer_kernels(...).contributions."""
-    key = jax.random.PRNGKey(5) if key is None else check_key(key)
+@dataclasses.dataclass(frozen=True)
+class LayerConfig:
+    """Sizes of :func:`layer_contributions_experiment`: hidden layers, width and number of the
+    random networks, and their activation and scales."""
+
+    depth: int = 4
+    width: int = 2048
+    n_seeds: int = 8
+    activation: str = "relu"
+    sigma_w: float = math.sqrt(2.0)
+    sigma_b: float = 0.0
+
+
+LAYER_PRESETS = {"ci": LayerConfig()}
+
+
+def layer_contributions_experiment(config: Union[str, LayerConfig] = "ci", *, key: Optional[Array] = None) -> LayerResult:
+    """mlp_ntk_per_layer of ``n_seeds`` random networks against layer_kernels(...).contributions.
+
+    ``config``: ``"ci"`` or a :class:`LayerConfig`; ``key=None`` is ``PRNGKey(5)``.
+    """
+    cfg = resolve_config(config, LAYER_PRESETS, LayerConfig, "config")
+    depth, width, n_seeds = cfg.depth, cfg.width, cfg.n_seeds
+    activation, sigma_w, sigma_b = cfg.activation, cfg.sigma_w, cfg.sigma_b
+    key = resolve_key(key, 5)
     angles = np.array([0.0, 0.5, 1.0, 2.0])
     x = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     net = MLP(in_dim=2, width=width, depth=depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b)
     per = jax.jit(jax.vmap(lambda k: mlp_ntk_per_layer(net, net.init(k), jnp.asarray(x))))
-    emp = np.asarray(per(jax.random.split(key, check_positive_int(n_seeds, "n_seeds"))))
+    emp = np.asarray(per(jax.random.split(key, n_seeds)))
     ana = np.asarray(layer_kernels(x, depth=depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b).contributions)
     return LayerResult(x, emp, ana, width)
