@@ -264,3 +264,48 @@ def test_bad_inputs():
         from ntknotes.experiments.deep_limit import ExponentConfig, singular_exponent
 
         singular_exponent(ExponentConfig(activation=A.relu()))
+
+
+# ----------------------------------------------------------------------------
+# the consistency experiment
+# ----------------------------------------------------------------------------
+def test_limit_log_kernels_match_the_table_spline():
+    from ntknotes.experiments.deep_limit import _limit_log_kernels
+
+    tabs = [dl.kernel_table(a, [200], n_grid=256) for a in (A.erf(), A.phi_opt(2))]
+    rho = np.concatenate([np.linspace(0.0, 0.999, 400), 1.0 - np.logspace(-3, -11, 50)])
+    for tab, lk in zip(tabs, _limit_log_kernels(tabs, rho)):
+        ref = tab(rho, "nngp")[-1]
+        assert np.max(np.abs(lk - ref) / np.maximum(1.0, np.abs(ref))) < 1e-4
+
+
+def test_consistency_small_run_against_direct_rules():
+    from ntknotes.experiments.deep_limit import ConsistencyConfig, consistency
+
+    cfg = ConsistencyConfig(dim=2, sizes=(30, 120), n_test=200, repeats=1, depth=300, n_grid=256)
+    key = jax.random.PRNGKey(3)
+    res = consistency(cfg, key=key)
+    assert res.excess.shape == (3, 2) and np.all(res.excess >= 0) and np.all(res.excess_sd == 0)
+    assert res.rules == ["phi_opt(d)", "erf", "1-NN"] and abs(res.alphas[0] - 2) < 1e-10
+    # recompute the 1-NN excess error and Cover-Hart's limit directly, as the docstring defines them
+    mix = two_class_dirichlet(2)
+    xt, _ = mix.sample(200, jax.random.fold_in(key, 0))
+    x, y = mix.sample(120, jax.random.fold_in(key, 1))
+    eta = mix.posterior_plus(xt)
+    dist = np.linalg.norm(xt[:, None, :] - x[None, :, :], axis=-1)
+    for s, n in enumerate((30, 120)):
+        nn = y[:n][np.argmin(dist[:, :n], axis=1)]
+        p_wrong = np.where(nn > 0, 1.0 - eta, eta)  # error of 1-NN at each test point
+        ref = np.mean(p_wrong) - np.mean(np.minimum(eta, 1.0 - eta))
+        assert abs(res.excess[2, s] - ref) < 1e-12
+    assert abs(res.cover_hart - np.mean(2 * eta * (1 - eta) - np.minimum(eta, 1 - eta))) < 1e-12
+    assert abs(res.bayes_accuracy - np.mean(np.maximum(eta, 1 - eta))) < 1e-12
+
+
+def test_consistency_bad_input():
+    from ntknotes.experiments.deep_limit import ConsistencyConfig, consistency
+
+    with pytest.raises(ValueError, match="increasing"):
+        ConsistencyConfig(sizes=(400, 100))
+    with pytest.raises(ValueError, match="unknown scale"):
+        consistency("huge", key=jax.random.PRNGKey(0))

@@ -249,6 +249,51 @@ def test_ensemble_result_is_cached_and_reloaded(tmp_path):
     assert len(list(tmp_path.glob("*.npz"))) == 2
 
 
+def test_ensemble_cache_name_depends_on_version(tmp_path, monkeypatch):
+    cfg = dataclasses.replace(lin.PRESETS["ensemble"]["ci"], **_SMALL["ensemble"])
+    lin.ensemble(cfg, jax.random.PRNGKey(1), cache=tmp_path)
+    monkeypatch.setattr(lin, "__version__", "0.0.0-other")
+    lin.ensemble(cfg, jax.random.PRNGKey(1), cache=tmp_path)  # another version, another file
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_ensemble_z_scores_and_control_variate():
+    cfg = dataclasses.replace(lin.PRESETS["ensemble"]["ci"], **_SMALL["ensemble"])
+    res = lin.ensemble(cfg, jax.random.PRNGKey(1))
+    # at step 0, P_0 = 0: the adjusted output f_0 − c_0 = P_0 f_0(X) is exactly zero for every member
+    np.testing.assert_array_equal(res.adj_mean[0], 0.0)
+    np.testing.assert_array_equal(res.adj_sd[0], 0.0)
+    # z-scores against the NNGP posterior, written out
+    ok = res.nngp_var > 0.02 * res.nngp_var.max()
+    with np.errstate(divide="ignore", invalid="ignore"):  # the posterior variance is 0 at X
+        z = (res.ens_mean[-1] - res.nngp_mean) / np.sqrt(res.nngp_var / res.members)
+        zv = (res.ens_var[-1] - res.nngp_var) / (res.nngp_var * np.sqrt(2 / (res.members - 1)))
+    np.testing.assert_allclose(res.mean_z(against="nngp")[-1][ok], z[ok], rtol=1e-12)
+    assert np.all(np.isnan(res.mean_z(against="nngp")[-1][~ok]))
+    np.testing.assert_allclose(res.var_z(against="nngp")[-1][ok], zv[ok], rtol=1e-12)
+    za = (res.adj_mean[-1] - res.gp_mean[-1]) / (res.adj_sd[-1] / np.sqrt(res.members))
+    okg = res.gp_var[-1] > 0.02 * res.gp_var.max()
+    np.testing.assert_allclose(res.adjusted_z()[-1][okg], za[okg], rtol=1e-12)
+    with pytest.raises(ValueError, match="against"):
+        res.mean_z(against="posterior")
+
+
+def test_critical_residual_weights_give_the_linearized_loss():
+    cfg = dataclasses.replace(lin.PRESETS["critical"]["ci"], **_SMALL["critical"])
+    res = lin.critical_lr(cfg, jax.random.PRNGKey(0))
+    # ½ Σ_i (1 − ηλ_i)^{2s} w_i is the linear recursion's loss at every step
+    for s in (0, 3, res.steps[-1]):
+        pred = 0.5 * np.sum((1 - res.lr_crit * res.eigenvalues) ** (2 * s) * res.residual_weights)
+        assert abs(pred / res.loss_lin[0, s] - 1) < 1e-8
+
+
+def test_weight_change_records_the_initial_kernel_distance():
+    cfg = dataclasses.replace(lin.PRESETS["weight_change"]["ci"], **_SMALL["weight_change"])
+    res = lin.weight_change(cfg, jax.random.PRNGKey(0))
+    assert res.ntk_init_dev.shape == (2,) and np.all((res.ntk_init_dev > 0) & (res.ntk_init_dev < 1))
+    assert "ntk_init" in res.slopes
+
+
 def test_result_save_load_round_trip(tmp_path):
     cfg = dataclasses.replace(lin.PRESETS["weight_change"]["ci"], **_SMALL["weight_change"])
     res = lin.weight_change(cfg, key=jax.random.PRNGKey(0))
@@ -278,6 +323,8 @@ def test_experiment_bad_inputs():
         lin.TrackingConfig(widths=(256, 64))
     with pytest.raises(ValueError, match="record"):
         lin.EnsembleConfig(steps=10, record=(0, 5))
+    with pytest.raises(ValueError, match="start with 0"):
+        lin.EnsembleConfig(steps=10, record=(5, 10))
     with pytest.raises(ValueError, match="at least 2"):
         lin.EnsembleConfig(members=1)
     with pytest.raises(ValueError, match="dtype"):

@@ -6,12 +6,14 @@
 * :func:`kernel_ratios`: K_L(x, x_i)/K_L(x, x_1) against depth (collapse for an even activation);
 * :func:`slow_road`: how far the NTK and the NNGP are from their common limit, against depth;
 * :func:`classification`: deep kernel classifiers on Dirichlet mixtures on S^d_+ against depth,
-  with the Bayes, 1-NN, Hilbert-kernel and majority-vote baselines.
+  with the Bayes, 1-NN, Hilbert-kernel and majority-vote baselines;
+* :func:`consistency`: the limiting rules of φ_opt(d), erf and h_2 (1-NN) against the training
+  size, as excess error over the Bayes classifier.
 
 The experiments follow the protocol of :mod:`ntknotes.experiments.common`,
 ``fn(config="ci", *, key=None)``, with a configuration dataclass each (:class:`RatioConfig`,
-:class:`ExponentConfig`, :class:`SlowRoadConfig`, :class:`ClassificationConfig`); the first three
-are deterministic and ignore the key.
+:class:`ExponentConfig`, :class:`SlowRoadConfig`, :class:`ClassificationConfig`,
+:class:`ConsistencyConfig`); the first three are deterministic and ignore the key.
 """
 from __future__ import annotations
 
@@ -52,6 +54,10 @@ __all__ = [
     "ACTIVATION_NAMES",
     "ClassificationResult",
     "classification",
+    "ConsistencyConfig",
+    "CONSISTENCY_PRESETS",
+    "ConsistencyResult",
+    "consistency",
 ]
 
 
@@ -404,4 +410,135 @@ def classification(config: "str | ClassificationConfig" = "ci", *, key: "jax.Arr
     return ClassificationResult(
         np.asarray(cfg.dims), list(ACTIVATION_NAMES), cases, kinds["ntk"], kinds["nngp"],
         acc["ntk"], agree["ntk"], agree_hilbert, acc["nngp"], agree["nngp"], base, bayes_mc, int(cfg.n_train), int(cfg.n_test),
+    )
+
+
+# ----------------------------------------------------------------------------
+# consistency: the limiting rules against the training size
+# ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ConsistencyConfig:
+    """Sizes of :func:`consistency`.
+
+    Attributes:
+      dim: sphere dimension d (data on S^d_+).
+      sizes: training sizes n, increasing.
+      n_test: test points (one test set for every n).
+      repeats: independent training samples of the largest size; the smaller training sets are
+        their first n points (their excess errors are averaged over the repeats).
+      depth: depth at which the NNGP stands in for the limit kernel R(u)/u^α of a singular case.
+      n_grid: grid of the tabulated kernels (:func:`ntknotes.deep_limit.kernel_table`).
+    """
+
+    dim: int = 4
+    sizes: tuple = (100, 400, 1600, 6400)
+    n_test: int = 2000
+    repeats: int = 3
+    depth: int = 100000
+    n_grid: int = 256
+
+    def __post_init__(self) -> None:
+        sizes = tuple(int(n) for n in self.sizes)
+        if not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
+            raise ValueError(f"sizes must be strictly increasing positive integers, got {self.sizes}")
+        object.__setattr__(self, "sizes", sizes)
+
+
+CONSISTENCY_PRESETS = {
+    "ci": ConsistencyConfig(),
+    "paper": ConsistencyConfig(sizes=(100, 400, 1600, 6400, 25600), n_test=5000, repeats=5, n_grid=1024),
+}
+
+CONSISTENCY_RULES = ("phi_opt(d)", "erf", "1-NN")
+
+
+@dataclasses.dataclass
+class ConsistencyResult(Result):
+    """Excess error of the deep-limit rules over the Bayes classifier, against the training size.
+
+    The excess error of a classifier g is E[|2η(x) − 1| 1{g(x) ≠ g*(x)}], with η(x) = P(y = +1 | x)
+    and g* the Bayes classifier; it is estimated on the test points from the exact posterior,
+    without label noise.
+
+    Attributes:
+      dim: sphere dimension d; sizes: (S,) training sizes; n_test, repeats: as configured.
+      rules: names of the rules (:data:`CONSISTENCY_RULES`): the vote weighted by the limit kernel
+        of φ_opt(d) (α = d) and of erf (α ≈ 0.89), and 1-NN (the limit of h_2).
+      alphas: (2,) α of φ_opt(d) and erf.
+      excess: (3, S) mean excess error over the repeats; excess_sd: (3, S) their standard deviation.
+      bayes_accuracy: E[max(η, 1 − η)] over the test points.
+      cover_hart: the large-n excess error of 1-NN, E[2η(1 − η)] − E[min(η, 1 − η)] over the test
+        points (Cover and Hart's asymptotic 1-NN risk minus the Bayes risk).
+    """
+
+    dim: int
+    sizes: np.ndarray
+    n_test: int
+    repeats: int
+    rules: list
+    alphas: np.ndarray
+    excess: np.ndarray
+    excess_sd: np.ndarray
+    bayes_accuracy: float
+    cover_hart: float
+
+
+def _limit_log_kernels(tables: Sequence[dl.KernelTable], rho: np.ndarray) -> list[np.ndarray]:
+    """log NNGP of each table's deepest row at ``rho``, linearly interpolated in the logit of ρ on a
+    uniform grid 16 times finer than the table's (a vote needs the weights, not the spline's last
+    digit); outside the grid (ρ < 7e-13 or ρ > 1 − 1e-12) the table's own spline is used."""
+    r = np.clip(rho, 1e-300, 1.0 - dl.SAME_POINT_TOL)
+    tau_rho = np.log(r) - np.log1p(-r)
+    out = []
+    for table in tables:
+        tau = np.linspace(table.tau[0], table.tau[-1], 16 * table.tau.size)
+        values = table(1.0 / (1.0 + np.exp(-tau)), "nngp")[-1]
+        pos = (tau_rho - tau[0]) / (tau[1] - tau[0])
+        outside = (pos < 0) | (pos > tau.size - 1)
+        pos = np.clip(pos, 0.0, tau.size - 1.0)
+        i = np.minimum(pos.astype(np.int64), tau.size - 2)
+        w = pos - i
+        lk = (1.0 - w) * values[i] + w * values[i + 1]
+        if np.any(outside):
+            lk[outside] = table(np.asarray(rho)[outside], "nngp")[-1]
+        out.append(lk)
+    return out
+
+
+def consistency(config: "str | ConsistencyConfig" = "ci", *, key: "jax.Array | None" = None) -> ConsistencyResult:
+    """The limiting rules of deep φ_opt(d), erf and h_2 networks against the training size.
+
+    Each rule costs O(n m) for n training and m test points: the vote sign(Σ_i y_i c(ρ_i)) with the
+    limit kernel c of the activation (the NNGP at ``depth``, read off a kernel table), or 1-NN.
+
+    Args:
+      config: a preset name ("ci", "paper"; see :mod:`ntknotes.experiments.common`) or a
+        :class:`ConsistencyConfig`.
+      key: PRNG key for the data; None: ``PRNGKey(0)``.
+    """
+    cfg = resolve_config(config, CONSISTENCY_PRESETS, ConsistencyConfig)
+    key = resolve_key(key, 0)
+    mix = two_class_dirichlet(cfg.dim)
+    acts = (phi_opt(cfg.dim), erf())
+    tables = [dl.kernel_table(a, [cfg.depth], n_grid=cfg.n_grid) for a in acts]
+    x_test, _ = mix.sample(cfg.n_test, jax.random.fold_in(key, 0))
+    eta = mix.posterior_plus(x_test)
+    bayes = np.where(eta >= 0.5, 1.0, -1.0)
+    cost = np.abs(2.0 * eta - 1.0)  # what a disagreement with the Bayes classifier costs at x
+    excess = np.zeros((3, len(cfg.sizes), cfg.repeats))
+    for r in range(cfg.repeats):
+        # nested training sets: the first n points of one sample of the largest size
+        x_all, y_all = mix.sample(cfg.sizes[-1], jax.random.fold_in(key, r + 1))
+        rho_all = dl.sphere_correlations(x_test, x_all)
+        log_k_all = _limit_log_kernels(tables, rho_all)
+        for s, n in enumerate(cfg.sizes):
+            y = y_all[:n]
+            preds = [dl.weighted_vote(lk[:, :n], y) for lk in log_k_all]
+            preds.append(dl.nearest_neighbor(x_all[:n], y, x_test))
+            excess[:, s, r] = [np.mean(cost * (p != bayes)) for p in preds]
+    cover_hart = float(np.mean(2.0 * eta * (1.0 - eta)) - np.mean(np.minimum(eta, 1.0 - eta)))
+    return ConsistencyResult(
+        int(cfg.dim), np.asarray(cfg.sizes), int(cfg.n_test), int(cfg.repeats), list(CONSISTENCY_RULES),
+        np.array([dl.limit_case(a).alpha for a in acts]), excess.mean(axis=2), excess.std(axis=2),
+        float(np.mean(np.maximum(eta, 1.0 - eta))), cover_hart,
     )

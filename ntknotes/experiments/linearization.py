@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import dynamics
-from .._checks import check_positive, check_positive_int
+from .. import __version__, dynamics
+from .._checks import check_choice, check_positive, check_positive_int
 from ..data import augment_with_one, load_digits, toy_1d
 from ..empirical import mlp_ntk
 from ..networks import MLP
@@ -121,14 +121,18 @@ class WeightChangeResult(Result):
       widths: (W,) hidden widths.
       weight_change: (W, L + 1) mean of ‖W_T − W_0‖_F / ‖W_0‖_F per weight layer (input first).
       ntk_change: (W,) mean of ‖Θ̂_T − Θ̂_0‖_F / ‖Θ̂_0‖_F on the training set.
+      ntk_init_dev: (W,) mean of ‖Θ̂_0 − Θ‖_F / ‖Θ‖_F on the training set: how far the empirical
+        NTK at initialization is from the analytic one.
       loss_ratio: (W,) mean final / initial training loss.
-      slopes: dict with the log-log slopes "input", "hidden" (mean over hidden layers), "output", "ntk".
+      slopes: dict with the log-log slopes "input", "hidden" (mean over hidden layers), "output",
+        "ntk" (of ``ntk_change``) and "ntk_init" (of ``ntk_init_dev``).
       lr: the step size used.
     """
 
     widths: np.ndarray
     weight_change: np.ndarray
     ntk_change: np.ndarray
+    ntk_init_dev: np.ndarray
     loss_ratio: np.ndarray
     slopes: dict
     lr: float
@@ -151,34 +155,37 @@ def weight_change(
     def make(width):  # one description of the networks; its kernels do not depend on the width
         return MLP(data.in_dim, width, cfg.depth, 10, "relu", cfg.sigma_w, cfg.sigma_b)
 
-    theta = make(cfg.widths[0]).kernels(data.x_train).ntk
+    theta = np.asarray(make(cfg.widths[0]).kernels(data.x_train).ntk, dtype=np.float64)
     lr = cfg.lr_factor / _lmax(theta)
-    changes, ntk_changes, ratios = [], [], []
+    changes, ntk_changes, init_devs, ratios = [], [], [], []
     for width in progress_bar(cfg.widths, progress, "widths"):
         net = make(width)
         init = lambda k, net=net: net.init(k, dtype)  # noqa: E731
         keys = jax.random.split(jax.random.fold_in(k_nets, width), cfg.seeds)
         hist = train_ensemble(net.apply, init, keys, x, y, lr=lr, steps=cfg.steps, record_steps=[0, cfg.steps],
                               keep_params=True)
-        per_seed, per_seed_ntk = [], []
+        per_seed, per_seed_ntk, per_seed_init = [], [], []
         for s in range(cfg.seeds):
             p0 = init(jax.random.split(keys[s])[0])
             pt = jax.tree_util.tree_map(lambda a, s=s: jnp.asarray(a[s]), hist.params)
             per_seed.append([float(jnp.linalg.norm(b["W"] - a["W"]) / jnp.linalg.norm(a["W"])) for a, b in zip(p0, pt)])
             t0, t1 = mlp_ntk(net, p0, x), mlp_ntk(net, pt, x)
             per_seed_ntk.append(float(jnp.linalg.norm(t1 - t0) / jnp.linalg.norm(t0)))
+            per_seed_init.append(float(np.linalg.norm(np.asarray(t0) - theta) / np.linalg.norm(theta)))
         changes.append(np.mean(per_seed, axis=0))
         ntk_changes.append(np.mean(per_seed_ntk))
+        init_devs.append(np.mean(per_seed_init))
         ratios.append(float(np.mean(hist.loss[:, -1] / hist.loss[:, 0])))
-    changes, ntk_changes = np.array(changes), np.array(ntk_changes)
+    changes, ntk_changes, init_devs = np.array(changes), np.array(ntk_changes), np.array(init_devs)
     w = np.array(cfg.widths, dtype=float)
     slopes = {
         "input": loglog_slope(w, changes[:, 0]).slope,
         "hidden": loglog_slope(w, changes[:, 1:-1].mean(axis=1)).slope,
         "output": loglog_slope(w, changes[:, -1]).slope,
         "ntk": loglog_slope(w, ntk_changes).slope,
+        "ntk_init": loglog_slope(w, init_devs).slope,
     }
-    return WeightChangeResult(np.array(cfg.widths), changes, ntk_changes, np.array(ratios), slopes, lr)
+    return WeightChangeResult(np.array(cfg.widths), changes, ntk_changes, init_devs, np.array(ratios), slopes, lr)
 
 
 # ============================================================================
@@ -299,12 +306,13 @@ class EnsembleConfig:
       width, depth, sigma_w: tanh network (no biases).
       n_train: digits of ``classes`` with ±1 targets.
       lr: step size η on the mean loss; steps: gradient-descent steps.
-      record: recorded step counts (the "several times"; must include ``steps``).
+      record: recorded step counts (the "several times"; must start with 0, whose outputs give
+        each member's initial function, and end with ``steps``).
       n_alpha: points on the path x(α) = α x₁ + (1 − α) x₂.
       dtype: "float64" or "float32".
     """
 
-    members: int = 48
+    members: int = 64
     chunk_size: int = 16
     width: int = 256
     depth: int = 3
@@ -321,8 +329,9 @@ class EnsembleConfig:
         _check_ints(self, ("members", "chunk_size", "width", "depth", "n_train", "steps", "n_alpha"))
         check_positive(self.lr, "lr")
         rec = tuple(int(r) for r in self.record)
-        if not rec or rec[-1] != self.steps or any(r < 0 or r > self.steps for r in rec):
-            raise ValueError(f"record must lie in [0, steps] and end with steps={self.steps}, got {self.record}")
+        if not rec or rec[0] != 0 or rec[-1] != self.steps or any(r < 0 or r > self.steps for r in rec):
+            raise ValueError(f"record must lie in [0, steps], start with 0 and end with steps={self.steps}, "
+                             f"got {self.record}")
         if self.members < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {self.members}")
         _dtype(self.dtype)
@@ -337,6 +346,11 @@ class EnsembleResult(Result):
       ens_mean, ens_var: (R, A) ensemble mean and (unbiased) variance of the output on the path.
       gp_mean, gp_var: (R, A) NTK-GP moments at the same steps.
       nngp_mean, nngp_var: (A,) NNGP posterior moments.
+      adj_mean, adj_sd: (R, A) mean and sample standard deviation over the members of
+        f_s(x) − c_s(x), where c_s(x) = f_0(x) − P_s f_0(X) is the part of the member's output that
+        its own initial function f_0 predicts through the analytic NTK (P_s as in the NTK-GP).
+        Since f_0 is centred, E[c_s] = 0 whatever the trained networks do, so adj_mean estimates
+        the same mean as ens_mean, with the spread of f_0 removed (a control variate).
       final_loss: (E,) mean training loss of each member after the last step.
       width: network width.
     """
@@ -350,29 +364,53 @@ class EnsembleResult(Result):
     gp_var: np.ndarray
     nngp_mean: np.ndarray
     nngp_var: np.ndarray
+    adj_mean: np.ndarray
+    adj_sd: np.ndarray
     final_loss: np.ndarray
     width: int
 
-    def _resolved(self, floor: float) -> np.ndarray:
-        return self.gp_var > floor * self.gp_var.max()
+    def _reference(self, against: str, floor: float) -> tuple:
+        """Reference mean and variance (R, A), and where the reference variance is resolved."""
+        check_choice(against, "against", ("ntkgp", "nngp"))
+        if against == "ntkgp":
+            mean, var = self.gp_mean, self.gp_var
+        else:
+            mean = np.broadcast_to(self.nngp_mean, self.gp_mean.shape)
+            var = np.broadcast_to(self.nngp_var, self.gp_var.shape)
+        return mean, var, var > floor * var.max()
 
-    def mean_z(self, floor: float = 0.02) -> np.ndarray:
-        """(R, A) (ensemble mean − NTK-GP mean) / (NTK-GP s.d. / √E), about standard normal under
-        agreement; NaN where the NTK-GP variance is below ``floor`` times its largest value (the
-        training points at late times, where both are pinned to the targets)."""
-        z = (self.ens_mean - self.gp_mean) / np.sqrt(np.maximum(self.gp_var, 1e-300) / self.members)
-        return np.where(self._resolved(floor), z, np.nan)
+    def mean_z(self, floor: float = 0.02, against: str = "ntkgp") -> np.ndarray:
+        """(R, A) (ensemble mean − reference mean) / (reference s.d. / √E), about standard normal
+        under agreement; the reference is the NTK-GP (``against="ntkgp"``) or the NNGP posterior
+        (``"nngp"``, the same at every step). NaN where the reference variance is below ``floor``
+        times its largest value (the training points at late times, pinned to the targets)."""
+        mean, var, ok = self._reference(against, floor)
+        z = (self.ens_mean - mean) / np.sqrt(np.maximum(var, 1e-300) / self.members)
+        return np.where(ok, z, np.nan)
 
-    def var_z(self, floor: float = 0.02) -> np.ndarray:
-        """(R, A) (ensemble var − NTK-GP var) / its Monte Carlo s.d. var·√(2/(E − 1)); NaN where the
-        NTK-GP variance is below ``floor`` times its largest value (the training points at late times)."""
-        sd = self.gp_var * np.sqrt(2.0 / (self.members - 1))
-        z = (self.ens_var - self.gp_var) / np.maximum(sd, 1e-300)
-        return np.where(self._resolved(floor), z, np.nan)
+    def var_z(self, floor: float = 0.02, against: str = "ntkgp") -> np.ndarray:
+        """(R, A) (ensemble var − reference var) / its Monte Carlo s.d. var·√(2/(E − 1)); NaN where
+        the reference variance is below ``floor`` times its largest value (see :meth:`mean_z`)."""
+        _, var, ok = self._reference(against, floor)
+        sd = var * np.sqrt(2.0 / (self.members - 1))
+        z = (self.ens_var - var) / np.maximum(sd, 1e-300)
+        return np.where(ok, z, np.nan)
+
+    def adjusted_z(self, floor: float = 0.02, against: str = "ntkgp") -> np.ndarray:
+        """(R, A) (adj_mean − reference mean) / (adj_sd / √E): the mean test with the control variate
+        (see ``adj_mean``), whose standard error is the members' spread about their analytic-kernel
+        prediction instead of the spread of f_0; NaN where :meth:`mean_z` is."""
+        mean, _, ok = self._reference(against, floor)
+        z = (self.adj_mean - mean) / np.maximum(self.adj_sd / np.sqrt(self.members), 1e-300)
+        return np.where(ok, z, np.nan)
 
 
-def _config_hash(cfg: object) -> str:
-    text = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+def _config_hash(cfg: object, result_cls: type) -> str:
+    """Hash of the configuration, the package version and the result's fields (a cache written by
+    another version, or with other fields, is not reused)."""
+    fields = [f.name for f in dataclasses.fields(result_cls)]
+    payload = {"config": dataclasses.asdict(cfg), "version": __version__, "fields": fields}
+    text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -388,8 +426,9 @@ def ensemble(
     Args:
       config: a preset name or an :class:`EnsembleConfig`.
       key: PRNG key (data split and initializations).
-      cache: a directory; the result is saved there under a name made of the configuration's
-        hash and the key, and loaded instead of retrained when that file exists.
+      cache: a directory; the result is saved there under a name made of a hash of the
+        configuration, the package version and the result's fields, and of the key, and loaded
+        instead of retrained when that file exists.
       progress: show a tqdm bar over chunks of the ensemble.
     """
     cfg = resolve_config(config, PRESETS["ensemble"], EnsembleConfig)
@@ -397,7 +436,7 @@ def ensemble(
     path = None
     if cache is not None:
         tag = hashlib.sha1(np.asarray(jax.random.key_data(key)).tobytes()).hexdigest()[:6]
-        path = Path(cache) / f"linearization_ensemble_{_config_hash(cfg)}_{tag}.npz"
+        path = Path(cache) / f"linearization_ensemble_{_config_hash(cfg, EnsembleResult)}_{tag}.npz"
     return cached(path, EnsembleResult, lambda: _ensemble(cfg, key, progress))
 
 
@@ -423,12 +462,18 @@ def _ensemble(cfg: EnsembleConfig, key: jax.Array, progress: bool) -> EnsembleRe
     gp = dynamics.ntkgp_moments(tr.ntk, cross.ntk, tr.nngp, cross.nngp, pp.nngp, data.y_train, hist.steps,
                                 lr=cfg.lr / n)
     nngp = dynamics.nngp_posterior(tr.nngp, cross.nngp, pp.nngp, data.y_train)
+    # control variate: c_s = f_0(x) − P_s f_0(X) for every member (test_outputs with targets 0)
+    f0_train, f0_path = hist.outputs[:, 0, :, 0].T, out[:, 0].T  # (N, E), (A, E)
+    c = dynamics.test_outputs(tr.ntk, cross.ntk, f0_train, f0_path, np.zeros_like(f0_train), hist.steps,
+                              lr=cfg.lr / n)
+    adjusted = out - np.moveaxis(np.asarray(c), -1, 0)  # (E, R, A)
     return EnsembleResult(
         alphas=alphas, steps=hist.steps, members=cfg.members,
         ens_mean=out.mean(axis=0), ens_var=out.var(axis=0, ddof=1),
         gp_mean=np.asarray(gp.mean)[..., 0], gp_var=np.asarray(jnp.diagonal(gp.cov, axis1=1, axis2=2)),
         # the posterior variance vanishes at the training inputs, where rounding leaves ~±1e-16
         nngp_mean=np.asarray(nngp.mean)[:, 0], nngp_var=np.maximum(np.asarray(jnp.diagonal(nngp.cov)), 0.0),
+        adj_mean=adjusted.mean(axis=0), adj_sd=adjusted.std(axis=0, ddof=1),
         final_loss=hist.loss[:, -1], width=cfg.width,
     )
 
@@ -560,6 +605,9 @@ class CriticalResult(Result):
 
     Attributes:
       eigenvalues: (N,) ascending eigenvalues of the empirical NTK Θ̂₀ on the training set.
+      residual_weights: (N,) squared components (v_iᵀ(f_0(X) − y))² of the initial residual along
+        the eigenvectors v_i (same order): by the linear recursion the linearized loss after s
+        steps of size η is ½ Σ_i (1 − ηλ_i)^{2s} residual_weights[i].
       lr_crit, lr_max: 2/(λ_min + λ_max) and 2/λ_max.
       lrs: (S,) step sizes run (η_crit first, then ``factors`` × lr_max).
       steps: (R,) recorded steps.
@@ -569,6 +617,7 @@ class CriticalResult(Result):
     """
 
     eigenvalues: np.ndarray
+    residual_weights: np.ndarray
     lr_crit: float
     lr_max: float
     lrs: np.ndarray
@@ -590,7 +639,9 @@ def critical_lr(
     x, y = jnp.asarray(data.x_train, dtype), jnp.asarray(data.y_train, dtype)
     net = MLP(data.in_dim, cfg.width, cfg.depth, 1, "relu", cfg.sigma_w, cfg.sigma_b)
     p0 = net.init(k_net, dtype)
-    lam = np.linalg.eigvalsh(np.asarray(mlp_ntk(net, p0, x), dtype=np.float64))
+    lam, vec = np.linalg.eigh(np.asarray(mlp_ntk(net, p0, x), dtype=np.float64))
+    residual = np.asarray(net.apply(p0, x) - y, dtype=np.float64)  # (N, 1)
+    weights = np.sum((vec.T @ residual) ** 2, axis=1)
     lr_crit, lr_max = 2.0 / (lam[0] + lam[-1]), 2.0 / lam[-1]
     lrs = np.array([lr_crit] + [float(f) * lr_max for f in cfg.factors])
     rec = np.arange(cfg.steps + 1)
@@ -602,8 +653,8 @@ def critical_lr(
         losses_lin.append(runs[1].loss)
         ok = np.isfinite(runs[0].loss[-1])
         lam_final.append(_lmax(mlp_ntk(net, runs[0].params, x)) if ok else np.nan)
-    return CriticalResult(lam, float(lr_crit), float(lr_max), lrs, rec, np.array(losses), np.array(losses_lin),
-                          np.array(lam_final))
+    return CriticalResult(lam, weights, float(lr_crit), float(lr_max), lrs, rec, np.array(losses),
+                          np.array(losses_lin), np.array(lam_final))
 
 
 # ============================================================================
