@@ -251,15 +251,15 @@ def test_ensemble_result_is_cached_and_reloaded(tmp_path):
 
 def test_ensemble_cache_name_depends_on_version(tmp_path, monkeypatch):
     cfg = dataclasses.replace(lin.PRESETS["ensemble"]["ci"], **_SMALL["ensemble"])
-    lin.ensemble(cfg, jax.random.PRNGKey(1), cache=tmp_path)
+    lin.ensemble(cfg, key=jax.random.PRNGKey(1), cache=tmp_path)
     monkeypatch.setattr(lin, "__version__", "0.0.0-other")
-    lin.ensemble(cfg, jax.random.PRNGKey(1), cache=tmp_path)  # another version, another file
+    lin.ensemble(cfg, key=jax.random.PRNGKey(1), cache=tmp_path)  # another version, another file
     assert len(list(tmp_path.glob("*.npz"))) == 2
 
 
 def test_ensemble_z_scores_and_control_variate():
     cfg = dataclasses.replace(lin.PRESETS["ensemble"]["ci"], **_SMALL["ensemble"])
-    res = lin.ensemble(cfg, jax.random.PRNGKey(1))
+    res = lin.ensemble(cfg, key=jax.random.PRNGKey(1))
     # at step 0, P_0 = 0: the adjusted output f_0 − c_0 = P_0 f_0(X) is exactly zero for every member
     np.testing.assert_array_equal(res.adj_mean[0], 0.0)
     np.testing.assert_array_equal(res.adj_sd[0], 0.0)
@@ -280,7 +280,7 @@ def test_ensemble_z_scores_and_control_variate():
 
 def test_critical_residual_weights_give_the_linearized_loss():
     cfg = dataclasses.replace(lin.PRESETS["critical"]["ci"], **_SMALL["critical"])
-    res = lin.critical_lr(cfg, jax.random.PRNGKey(0))
+    res = lin.critical_lr(cfg, key=jax.random.PRNGKey(0))
     # ½ Σ_i (1 − ηλ_i)^{2s} w_i is the linear recursion's loss at every step
     for s in (0, 3, res.steps[-1]):
         pred = 0.5 * np.sum((1 - res.lr_crit * res.eigenvalues) ** (2 * s) * res.residual_weights)
@@ -289,7 +289,7 @@ def test_critical_residual_weights_give_the_linearized_loss():
 
 def test_weight_change_records_the_initial_kernel_distance():
     cfg = dataclasses.replace(lin.PRESETS["weight_change"]["ci"], **_SMALL["weight_change"])
-    res = lin.weight_change(cfg, jax.random.PRNGKey(0))
+    res = lin.weight_change(cfg, key=jax.random.PRNGKey(0))
     assert res.ntk_init_dev.shape == (2,) and np.all((res.ntk_init_dev > 0) & (res.ntk_init_dev < 1))
     assert "ntk_init" in res.slopes
 
