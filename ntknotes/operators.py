@@ -333,8 +333,13 @@ class KernelOperator:
         return self._diag(self._x)[: self.n]
 
     def dense(self) -> Array:
-        """The full (N, N) kernel (small N only: the stored-kernel path), assembled from tiles."""
-        return self.columns(np.arange(self.n))
+        """The full (N, N) kernel (small N only: the stored-kernel path), assembled from tiles.
+
+        Symmetrized, (K + Kᵀ)/2, as the operator is: the products use the upper triangle only, and
+        tiles computed in a lower precision (float32) differ from their transposes by rounding.
+        """
+        k = self.columns(np.arange(self.n))
+        return 0.5 * (k + k.T)
 
     def estimate(self, k: int = 1, *, rank: int = 0, vectors: int = 6) -> dict:
         """Bytes of memory a solve needs and the time of one product (by timing one).

@@ -145,6 +145,21 @@ def test_stored_kernel_path_reuses_solve_kernel(op2000, k2000, mnist):
     np.testing.assert_allclose(pred, kt @ np.asarray(ref.weights), rtol=1e-10, atol=1e-10)
 
 
+def test_float32_tiles_give_a_symmetric_stored_kernel(mnist):
+    """Tiles in float32 differ from their transposes by rounding; dense() is (K + Kᵀ)/2, so the
+    stored-kernel path accepts it and its solve equals the float64 one to float32 accuracy."""
+    x, y, _ = mnist
+    op32 = KernelOperator(fc_kernel("ntk", dtype=jnp.float32, **FC), x[:600], tile=256)
+    k32 = np.asarray(op32.dense())
+    assert np.array_equal(k32, k32.T)
+    k64 = np.asarray(nngp_ntk(x[:600], **FC).ntk)
+    assert np.abs(k32 - k64).max() / np.abs(k64).max() < 1e-6
+    ridge = 1e-2 * float(np.mean(np.diag(k64)))
+    sol = solve_operator(op32, y[:600], ridge=ridge, method="direct")
+    ref = np.linalg.solve(k64 + ridge * np.eye(600), y[:600])
+    assert np.abs(np.asarray(sol.weights) - ref).max() / np.abs(ref).max() < 1e-4
+
+
 def test_progress_and_estimate(op2000, mnist, capsys):
     _, y, _ = mnist
     sol = solve_operator(op2000, y, ridge=1.0, method="cg", tol=1e-4, rank=100, key=jax.random.PRNGKey(0),
