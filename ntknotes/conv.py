@@ -52,7 +52,7 @@ import jax
 import numpy as np
 
 from . import stax
-from ._checks import check_bool, check_choice, check_finite, check_float_dtype, check_nonnegative, check_positive_int
+from ._checks import check_bool, check_choice, check_finite, check_float_dtype, check_positive_int
 from .activations import ACTIVATIONS, Activation, get_activation
 from .stax import KernelPair, _cntk
 from .stax.presets import conv_net

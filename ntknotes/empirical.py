@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -434,7 +434,7 @@ def stax_ntk(net, params, x1: Array, x2: Optional[Array] = None, *, method: str 
         _, params = net.init(jax.random.PRNGKey(0), x.shape)
         theta_hat = stax_ntk(net, params, x)
     """
-    from .stax import Conv, Layer
+    from .stax import Layer
 
     if not isinstance(net, Layer):
         raise TypeError(f"net must be an ntknotes.stax layer, got {type(net).__name__}; use empirical_ntk(apply, ...)")
@@ -448,7 +448,6 @@ def stax_ntk(net, params, x1: Array, x2: Optional[Array] = None, *, method: str 
     out = net.output_shape((-1,) + tuple(x1.shape[1:]))
     if len(out) != 2:
         raise ValueError(f"stax_ntk needs a network with vector outputs (N, k); this one outputs {out}")
-    k = out[1]
     # scalars per example of the prepared factors, and per input pair of a tile's pixel-pair Grams
     factors = jax.eval_shape(lambda p, v: _layer_factors(net, p, v), params, x1[:1])
     per_example = sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(factors))

@@ -6,12 +6,10 @@ import functools
 from typing import Any, Optional, Sequence, Union
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from .. import tiling
-from .._checks import check_finite, check_float_dtype, check_key
-from .state import Kernel, KernelPair, input_state
+from .._checks import check_float_dtype, check_key
+from .state import KernelPair
 
 Array = jax.Array
 Shape = tuple  # a per-example shape (ints), or a tuple of them for several branches

@@ -30,8 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import precision
-from .._checks import check_choice, check_key, check_nonnegative, check_positive_int
+from .._checks import check_choice, check_nonnegative, check_positive_int
 from ..activations import Activation, get_activation
 from .base import Layer, Shape, describe, is_multi
 from .state import Kernel
