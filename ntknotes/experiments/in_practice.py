@@ -100,6 +100,12 @@ class Config:
     cost_sizes: tuple = (200, 400, 800, 1600)
     cost_width: int = 512
     cost_epochs: int = 100
+    # matrix-free NTK regression on MNIST-1D (depth-3 ReLU MLP): training and test sizes, the
+    # Nyström rank of CG's preconditioner and CG's relative-residual tolerance
+    big_train: int = 20000
+    big_test: int = 2000
+    big_rank: int = 1000
+    big_tol: float = 1e-2
 
 
 PRESETS = {
@@ -111,6 +117,7 @@ PRESETS = {
         cnn_depths=(3, 4, 6, 11, 21), cnn_channels=256, cnn_epochs=100, cnn_batch=64,
         m1d_train=4000, m1d_test=1000, m1d_depths=(2, 4, 8, 16), m1d_seed=42,
         cost_sizes=(200, 400, 800, 1600), cost_width=2048,
+        big_train=100000, big_test=5000, big_rank=2000, big_tol=1e-3,
     ),
 }
 
@@ -412,8 +419,12 @@ def pooling_experiment(config: "str | Config" = "ci", *, key: Optional[jax.Array
 class CostResult(Result):
     """sizes (S,); kernel_seconds, train_seconds (S,) wall-clock seconds (best of 3, which filters out
     interference from other processes better than CPU time of multithreaded code); solve_seconds (S,)
-    CPU seconds of a single-threaded Cholesky solve (best of 3);
-    kernel_bytes (S,) memory of the N×N float64 kernel; param_bytes: memory of the net's parameters."""
+    CPU seconds of a single-threaded Cholesky solve (best of 3); cg_seconds (S,) wall-clock seconds
+    (one run after a compiling one) of the matrix-free solve (:func:`ntknotes.regression.solve_operator`, preconditioned
+    CG on a :class:`~ntknotes.operators.KernelOperator`, ridge ``cg_ridge`` × the mean diagonal, relative
+    residual ``cg_tol``), which forms no N×N matrix; cg_iterations (S,); cg_bytes (S,) its estimated
+    peak memory (:meth:`~ntknotes.operators.KernelOperator.estimate`); kernel_bytes (S,) memory of the
+    N×N float64 kernel; param_bytes: memory of the net's parameters."""
 
     sizes: np.ndarray
     kernel_seconds: np.ndarray
@@ -423,6 +434,11 @@ class CostResult(Result):
     param_bytes: int
     epochs: int
     width: int
+    cg_seconds: np.ndarray
+    cg_iterations: np.ndarray
+    cg_bytes: np.ndarray
+    cg_ridge: float
+    cg_tol: float
 
 
 def _best_time(fn, repeats: int = 3) -> float:
@@ -486,8 +502,11 @@ def _sgd_epochs(net: MLP, p0, x: np.ndarray, y: np.ndarray, epochs: int, key: ja
 
 def cost_experiment(config: "str | Config" = "ci", *, key: Optional[jax.Array] = None,
                     progress: bool = False) -> CostResult:
-    """Time of the NTK matrix (N²), of the Cholesky solve (N³, one thread) and of training an MLP for a
-    fixed number of epochs of minibatch SGD (N), on digits."""
+    """Time of the NTK matrix (N²), of the Cholesky solve (N³, one thread), of the matrix-free CG solve
+    (N² per product) and of training an MLP for a fixed number of epochs of minibatch SGD (N), on digits."""
+    from ..operators import KernelOperator, default_mesh, fc_kernel
+    from ..regression import solve_operator
+
     cfg = resolve_config(config, PRESETS, Config)
     key = resolve_key(key, 0)
     sizes = np.asarray(cfg.cost_sizes)
@@ -495,18 +514,33 @@ def cost_experiment(config: "str | Config" = "ci", *, key: Optional[jax.Array] =
     kw = dict(depth=1, activation="relu", sigma_w=math.sqrt(2.0))
     net = MLP(in_dim=64, width=cfg.cost_width, out_dim=10, depth=1, sigma_w=math.sqrt(2.0))
     p0 = net.init(key, dtype=jnp.float32)
-    tk, ts, tt, kb = [], [], [], []
+    cg_ridge, cg_tol = 1e-3, 1e-6
+    tk, ts, tt, kb, tc, ic, bc = [], [], [], [], [], [], []
     for n in progress_bar(sizes, progress, "sizes N"):
         x, y = ds.x_train[:n], ds.y_train[:n]
         tk.append(_best_time(lambda: jax.block_until_ready(nngp_ntk(x, **kw).ntk)))
         th = np.asarray(nngp_ntk(x, **kw).ntk)
         ts.append(_solve_cpu_seconds(th, y))
         kb.append(th.nbytes)
+        op = KernelOperator(fc_kernel("ntk", **kw), x, tile=512, mesh=default_mesh(jax.devices()[:1]))
+        ridge = cg_ridge * float(np.mean(np.diag(th)))
+        rank = max(100, int(math.ceil(4 * math.sqrt(n))))
+
+        def cg(op=op, y=y, ridge=ridge, rank=rank):
+            return solve_operator(op, y, ridge=ridge, method="cg", tol=cg_tol, rank=rank, key=key,
+                                  on_failure="raise")
+
+        cg()  # compile
+        sol = cg()
+        tc.append(sol.seconds)
+        ic.append(sol.iterations)
+        bc.append(op.estimate(y.shape[1], rank=rank)["bytes"])
         tt.append(_best_time(_sgd_epochs(net, p0, x, y, cfg.cost_epochs, key), repeats=2))
     pbytes = sum(int(a.nbytes) for a in jax.tree_util.tree_leaves(p0))
     return CostResult(sizes=sizes, kernel_seconds=np.asarray(tk), solve_seconds=np.asarray(ts),
                       train_seconds=np.asarray(tt), kernel_bytes=np.asarray(kb), param_bytes=pbytes,
-                      epochs=cfg.cost_epochs, width=cfg.cost_width)
+                      epochs=cfg.cost_epochs, width=cfg.cost_width, cg_seconds=np.asarray(tc),
+                      cg_iterations=np.asarray(ic), cg_bytes=np.asarray(bc), cg_ridge=cg_ridge, cg_tol=cg_tol)
 
 
 # ----------------------------------------------------------------------------
@@ -514,7 +548,7 @@ def cost_experiment(config: "str | Config" = "ci", *, key: Optional[jax.Array] =
 # ----------------------------------------------------------------------------
 def plot_toy(r: ToyResult):
     """Left: trained nets of growing width against NTK regression; right: the NTK-GP band over time."""
-    from ..plotting import COLORS, LABELS, figure
+    from ..plotting import COLORS, figure
 
     fig, axes = figure(1 + len(r.times), width=3.0, height=2.8, sharey=True)  # small multiples
     ax = axes[0]
@@ -595,11 +629,13 @@ def plot_cost(r: CostResult):
     a.loglog(r.sizes, r.kernel_seconds, "o-", color=COLORS[0], label="NTK matrix")
     a.loglog(r.sizes, r.solve_seconds, "s-", color=COLORS[1], label="solve (Cholesky, 1 thread)")
     a.loglog(r.sizes, r.train_seconds, "^-", color=COLORS[2], label=f"SGD, {r.epochs} epochs")
+    a.loglog(r.sizes, r.cg_seconds, "D-", color=COLORS[3], label="CG, matrix-free")
     add_slope_guide(a, r.sizes, 3.0, r.solve_seconds[0], label="slope 3")
     add_slope_guide(a, r.sizes, 1.0, r.train_seconds[0], label="slope 1", color="0.7")
     a.set(xlabel=LABELS["n_train"], ylabel="seconds (best of 3)")
     a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     b.loglog(r.sizes, r.kernel_bytes / 2**20, "o-", color=COLORS[0], label="N×N kernel (float64)")
+    b.loglog(r.sizes, r.cg_bytes / 2**20, "D-", color=COLORS[3], label="CG, matrix-free (estimate)")
     b.axhline(r.param_bytes / 2**20, color=COLORS[2], ls="--", label=f"MLP parameters (width {r.width})")
     b.set(xlabel=LABELS["n_train"], ylabel="memory (MiB)")
     for ax in (a, b):
