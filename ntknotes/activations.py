@@ -922,6 +922,13 @@ ACTIVATIONS: dict[str, Callable[[], Activation]] = {
 }
 
 
+@functools.lru_cache(maxsize=None)
+def _named(key: str) -> Activation:
+    """One shared instance per registered name, so that its Hermite tables (built once, ~1 s)
+    and the programs compiled for it (jit keys on the instance) are reused across calls."""
+    return ACTIVATIONS[key]()
+
+
 def get_activation(spec: "str | Activation | Callable") -> Activation:
     """Resolve an activation given as an :class:`Activation`, a registered name, or a callable.
 
@@ -934,7 +941,7 @@ def get_activation(spec: "str | Activation | Callable") -> Activation:
         key = spec.strip().lower()
         if key not in ACTIVATIONS:
             raise ValueError(f"unknown activation {spec!r}; expected one of {sorted(ACTIVATIONS)} or an Activation")
-        return ACTIVATIONS[key]()
+        return _named(key)
     if callable(spec):
         return from_callable(spec)
     raise TypeError(f"activation must be a name, an Activation or a callable, got {type(spec).__name__}")
