@@ -236,3 +236,51 @@ def test_series_float32_kernel_is_finite_on_the_diagonal():
     ref = act.dual_and_derivative(q.astype(jnp.float64), q.astype(jnp.float64), q.astype(jnp.float64))
     np.testing.assert_allclose(np.asarray(c), np.asarray(ref[0]), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(cd), np.asarray(ref[1]), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# the kernel recursion with per-point series data passed into the tiles
+# ----------------------------------------------------------------------------
+def _by_entries(act, x1, x2, depth, sw, sb):
+    """NNGP and NTK (NTK parameterization) with every layer's duals from
+    Activation.dual_and_derivative(k11, k12, k22) on the pairs' own variances and covariance: the
+    per-entry evaluation the tiles used before per-point series data were passed in (one compiled
+    call on vectors of 64 pairs, the diagonal passes included)."""
+    duals = jax.jit(act.dual_and_derivative)
+    n1, n2, d = x1.shape[0], x2.shape[0], x1.shape[1]
+
+    def call(k11, k12, k22):  # flat pairs, padded to 64
+        m = k11.size
+        pad = [np.pad(np.asarray(v, np.float64).ravel(), (0, 64 - m), constant_values=1.0) for v in (k11, k12, k22)]
+        c, cd = duals(*pad)
+        return np.asarray(c)[:m], np.asarray(cd)[:m]
+
+    q1, q2 = sw**2 * np.sum(x1 * x1, 1) / d + sb**2, sw**2 * np.sum(x2 * x2, 1) / d + sb**2
+    s = (sw**2 * (x1 @ x2.T) / d + sb**2).ravel()
+    th = s
+    for _ in range(depth):
+        c, cd = call(np.repeat(q1, n2), s, np.tile(q2, n1))
+        th = th * sw**2 * cd + sw**2 * c + sb**2
+        s = sw**2 * c + sb**2
+        qq = np.concatenate([q1, q2])
+        qq = sw**2 * call(qq, qq, qq)[0] + sb**2
+        q1, q2 = qq[:n1], qq[n1:]
+    return s.reshape(n1, n2), th.reshape(n1, n2)
+
+
+def test_tiles_with_per_point_series_data_equal_the_per_entry_duals():
+    """tanh, depth 3: tiles of 4 points (7 and 5 points, so padded blocks; columns padded to 8
+    inside each tile), a duplicate and an antipodal point, a symmetric and a cross kernel: both
+    kernels equal the per-entry evaluation to 1e-13 of the largest entry."""
+    from ntknotes.stax import _fc
+
+    assert [_fc.padded_width(n, 8) for n in (4, 512, 520)] == [8, 520, 520]
+    assert [_fc.padded_width(n, 4) for n in (4, 512)] == [16, 528]
+    act = A.tanh()
+    x1, x2 = np.asarray(_x(7, 5, seed=3)), np.asarray(_x(5, 5, seed=4))
+    for a, b in ((x1, None), (x1, x2)):
+        kp = kernels.nngp_ntk(a, b, depth=3, activation=act, sigma_w=1.4, sigma_b=0.1, block_size=4)
+        ref = _by_entries(act, a, a if b is None else b, 3, 1.4, 0.1)
+        for got, want in zip(kp, ref):
+            np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-13 * np.abs(want).max())
+

@@ -101,11 +101,12 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
         q, th = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d)
         return (q[-1], th)
 
-    def prepare(xb):
-        return xb, _fc.diag_jit(spec.act, xb, *consts, spec.depth, d)[0]
+    def prepare(xb):  # once per block: the diagonal pass and the per-point inputs of the tiles
+        q = _fc.diag_jit(spec.act, xb, *consts, spec.depth, d)[0]
+        return xb, q, _fc.point_jit(spec.act, q)
 
     def tile(a, b, same):
-        return _fc.tile_jit(spec.act, a[0], b[0], a[1], b[1], *consts, d, same)
+        return _fc.tile_jit(spec.act, a[0], b[0], a[1], b[1], *consts, d, same, p1=a[2], p2=b[2])
 
     block = block_size or _FC_TILE
     return tiling.pairwise(tile, x1, x2, block=block, prepare=prepare)

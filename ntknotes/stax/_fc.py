@@ -12,6 +12,12 @@ standard one, run as one ``lax.scan`` over layers (unrolled, XLA splits every la
 fusions that recompute the arccos: 6× slower on CPU), and for the ReLU family on correlations with
 per-point √q and 1/√q precomputed.  :func:`ntknotes.stax.base.Layer.kernel` takes this path when the
 description matches (:func:`match`); it equals the generic path to rounding.
+
+Activations on the Hermite series (:mod:`ntknotes.hermite_duals`) get their per-point data once per
+block of points and layer, next to the diagonal pass (:func:`point_inputs`): each point's series
+coefficients and tails and 1/√q. A tile then only evaluates the two K-term polynomials in
+ρ = Σ·(1/√q1)(1/√q2) per entry, instead of recomputing the coefficients (a table lookup and a
+Chebyshev sum per point) for its rows and columns in every layer.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from .layers import Dense, Elementwise
 
 Array = jax.Array
 
-__all__ = ["FCSpec", "match", "flat_layers", "diag_recursion", "cross_recursion"]
+__all__ = ["FCSpec", "match", "flat_layers", "diag_recursion", "cross_recursion", "point_inputs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +104,30 @@ def diag_recursion(act: Activation, sq: Array, d: int, sw2: Array, sb2: Array, a
     return jnp.concatenate([qs, q_last[None]], axis=0), th
 
 
-def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool):
+def _roots(q: Array) -> tuple[Array, Array]:
+    """√q and 1/√q (0 where q <= 0), per point."""
+    r = jnp.sqrt(jnp.maximum(q, 0.0))
+    return r, jnp.where(r > 0, 1.0 / jnp.where(r > 0, r, 1.0), 0.0)
+
+
+def point_inputs(act: Activation, q: Array):
+    """Per-point inputs of :func:`cross_recursion` for layers 1..L, from the diagonal pass.
+
+    Args:
+      q: Σ^l(x, x) for l = 1..L+1 of a block of points, shape (L+1, B) (or (L+1,) + S).
+    Returns:
+      For an activation on the Hermite series, ``(features, inv_root)``: the
+      :class:`ntknotes.hermite_duals.PointFeatures` of every point and layer (coefficients
+      (L, K, B), tail roots (L, B)) and 1/√q (L, B); ``None`` for other activations (closed forms
+      take the variances themselves; the homogeneous ones their roots, computed in the tile).
+    """
+    if not act.uses_series:
+        return None
+    ql = q[:-1]
+    return act.hermite.layer_features(ql), _roots(ql)[1]
+
+
+def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, p1=None, p2=None):
     """Off-diagonal pass over a block of pairs.
 
     Args:
@@ -106,6 +135,9 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool):
       q1, q2: Σ^l(x, x) and Σ^l(x', x') for l = 1..L+1, shapes (L+1, S'...) broadcasting to S.
       same: bool array broadcasting to S, True for pairs of identical points (correlation pinned
         to 1, as in the generic path).
+      p1, p2: for activations on the Hermite series, :func:`point_inputs` of the rows and of the
+        columns, with their point axis placed to broadcast to S (e.g. coefficients (L, K, B1, 1)
+        and (L, K, 1, B2)); ``None`` computes them here from q1 and q2.
     Returns:
       (Σ^{L+1}, Θ^{L+1}), or if ``collect`` the per-layer stacks (Σ^l, Σ̇^l, Θ^l, term_l).
     """
@@ -113,12 +145,14 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool):
     s = sw2 * c0 + sb2
     th = a[0] * c0 + b[0]
     hom = act.homogeneous_dual
+    # correlations within 8 ulp of 1 are pinned to 1, as those of identical points: ρ = 1 is a fixed
+    # point of the recursion that deep chaotic networks repel from, so a rounding error of a
+    # duplicate pair would otherwise grow layer by layer
+    snap = 1.0 - 8 * jnp.finfo(gram.dtype).eps
     if hom is not None:
-        r1, r2 = jnp.sqrt(jnp.maximum(q1, 0.0)), jnp.sqrt(jnp.maximum(q2, 0.0))
-        i1 = jnp.where(r1 > 0, 1.0 / jnp.where(r1 > 0, r1, 1.0), 0.0)
-        i2 = jnp.where(r2 > 0, 1.0 / jnp.where(r2 > 0, r2, 1.0), 0.0)
+        r1, i1 = _roots(q1)
+        r2, i2 = _roots(q2)
         xs = (r1[:-1], r2[:-1], i1[:-1], i2[:-1], a[1:], b[1:])
-        snap = 1.0 - 8 * jnp.finfo(gram.dtype).eps
 
         def duals(s, x):
             r1l, r2l, i1l, i2l = x[:4]
@@ -127,12 +161,42 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool):
             j, jdot = hom(rho)
             return (r1l * r2l) * j, jdot
 
+    elif act.uses_series:
+        p1 = point_inputs(act, q1) if p1 is None else p1
+        p2 = point_inputs(act, q2) if p2 is None else p2
+        xs = (p1, p2, a[1:], b[1:])
+        pair = act.hermite.pair
+
+        def duals(s, x):
+            (f1, i1l), (f2, i2l) = x[:2]
+            rho = jnp.clip(s * i1l * i2l, -1.0, 1.0)
+            return pair(f1, f2, jnp.where(same | (rho > snap), 1.0, rho))
+
     else:
         xs = (q1[:-1], q2[:-1], a[1:], b[1:])
 
         def duals(s, x):
             k11, k22 = x[:2]
             return act.dual_and_derivative(k11, jnp.where(same, k11, s), k22)
+
+    if not collect and act.uses_series:
+        # The carry is (C^l, Ċ^l, Θ^l) and each step first forms Σ^{l+1} and Θ^{l+1} from it, so the
+        # step's outputs are the two duals themselves, one fusion each. Carrying (Σ, Θ) instead, XLA
+        # fuses the duals into the fusions of both Σ^{l+1} and Θ^{l+1} and, as the series are only
+        # multiplications and additions (which it duplicates freely), evaluates E[φφ] twice: 1.6×
+        # the time. The first step starts from (C^0, 0, 0) with (a_0, b_0), so Θ^1 = a_0 C^0 + b_0.
+        def lagged(carry, x):
+            c, cd, th = carry
+            al, bl = x[-2:]
+            s = sw2 * c + sb2
+            th = th * (sw2 * cd) + al * c + bl
+            c, cd = duals(s, x)
+            return (c, cd, th), None
+
+        xs_lag = xs[:-2] + (a[:-1], b[:-1])
+        zero = jnp.zeros_like(c0)
+        (c, cd, th), _ = jax.lax.scan(lagged, (c0, zero, zero), xs_lag)
+        return sw2 * c + sb2, th * (sw2 * cd) + a[-1] * c + b[-1]
 
     def body(carry, x):
         s, th = carry
@@ -156,8 +220,45 @@ def diag_jit(act, x, sw2, sb2, a, b, depth, d):
     return diag_recursion(act, jnp.sum(x * x, axis=1), d, sw2, sb2, a, b, depth)
 
 
+@functools.partial(jax.jit, static_argnames=("act",))
+def point_jit(act, q):
+    """:func:`point_inputs` of a block's diagonal pass q (L+1, B)."""
+    return point_inputs(act, q)
+
+
+def padded_width(n: int, itemsize: int) -> int:
+    """The least m >= n such that a row of m numbers spans an odd number of 64-byte cache lines.
+
+    A tile's series reads, for each entry, K coefficients of its column point, one from each row
+    of a (K, B2) array. With B2 = 512 float64 numbers (4096 bytes) all K rows map to the same set
+    of the level-1 cache, which holds only 8 of them: every read misses and the tile runs 9×
+    slower than with B2 = 520 (measured on this machine's 2 cores), whose rows spread over all sets.
+    """
+    line = 64
+    return n + (line // itemsize - n) % (2 * line // itemsize)
+
+
 @functools.partial(jax.jit, static_argnames=("act", "d", "same", "collect"))
-def tile_jit(act, x1, x2, q1, q2, sw2, sb2, a, b, d, same: bool, collect: bool = False):
-    """:func:`cross_recursion` of two blocks (B1, d), (B2, d) with their diagonal passes (L+1, B)."""
-    mask = jnp.eye(x1.shape[0], dtype=bool) if same else jnp.zeros((), bool)
-    return cross_recursion(act, x1 @ x2.T, q1[:, :, None], q2[:, None, :], mask, d, sw2, sb2, a, b, collect)
+def tile_jit(act, x1, x2, q1, q2, sw2, sb2, a, b, d, same: bool, collect: bool = False, p1=None, p2=None):
+    """:func:`cross_recursion` of two blocks (B1, d), (B2, d) with their diagonal passes (L+1, B)
+    and, for activations on the Hermite series, their :func:`point_jit` (computed here when ``None``).
+
+    For series activations the columns are padded to :func:`padded_width` with copies of the last
+    column, dropped from the result (copies rather than zeros: a zero variance has a zero tail,
+    where the square root in the tail model has an infinite derivative and autodiff gives 0·∞)."""
+    n2 = x2.shape[0]
+    if act.uses_series:
+        p1 = point_inputs(act, q1) if p1 is None else p1
+        p2 = point_inputs(act, q2) if p2 is None else p2
+        m = padded_width(n2, jnp.dtype(x2.dtype).itemsize)
+        if m != n2:
+            def pad(t):
+                return jnp.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, m - n2)], mode="edge")
+
+            x2, q2, p2 = pad(x2.T).T, pad(q2), jax.tree_util.tree_map(pad, p2)
+    mask = jnp.eye(x1.shape[0], x2.shape[0], dtype=bool) if same else jnp.zeros((), bool)
+    # rows on the second-to-last axis, columns on the last (as q1[:, :, None] and q2[:, None, :])
+    p1 = jax.tree_util.tree_map(lambda t: t[..., :, None], p1)
+    p2 = jax.tree_util.tree_map(lambda t: t[..., None, :], p2)
+    out = cross_recursion(act, x1 @ x2.T, q1[:, :, None], q2[:, None, :], mask, d, sw2, sb2, a, b, collect, p1, p2)
+    return type(out)(t[..., :n2] for t in out)
