@@ -19,15 +19,18 @@ because Σ_k a_k² = E[φ(√q Z)²] and Σ_k (-1)^k a_k² = E[φ(√q Z) φ(-�
 modelled per parity as √(T(q1) T(q2)) ρ^{K_p} (1 - μ)/(1 - μ ρ²), a geometric tail a_k² ∝ μ^{k/2}
 with μ = √(μ1 μ2) and μ_i = T/(T + a_last²) matched to each point's last kept coefficient
 (K_e, K_o the first even and odd index >= K; T itself is the direct sum of the coefficients
-K..K+111 plus the remainder of E[φ²] when that exceeds rounding). This is exact at ρ = ±1 when q1 = q2 (every diagonal entry of a kernel,
-and parallel points of equal norm), where the series converges slowly, and by Cauchy–Schwarz
-the true tail of each parity lies within √(T(q1) T(q2)) |ρ|^{K_p} of zero, so::
+K..K+111 plus the remainder of E[φ²] when that exceeds rounding). This is exact at ρ = ±1 when
+q1 = q2 (every diagonal entry of a kernel, and parallel points of equal norm), where the series
+converges slowly, and by Cauchy–Schwarz the true tail of each parity lies within √(T(q1) T(q2)) |ρ|^{K_p} of zero, so::
 
     |error| <= 2 (√(T_e(q1) T_e(q2)) |ρ|^{K_e} + √(T_o(q1) T_o(q2)) |ρ|^{K_o})
 
 (plus ~1e-12 from the tables), which :meth:`HermiteDual.error_bound` returns. The bound is
 small unless |ρ| is near 1 *and* φ(√q z) is steep (large q for tanh-like activations, whose
-coefficients decay slowly).
+coefficients decay slowly). Checked against nested adaptive quadrature for tanh at q = 900
+(tests/test_reliability_accuracy.py): exact to 1e-10 at ρ = 0.5 and ρ = 1, but 0.3% and 14%
+off (dual and derivative dual) at ρ = 0.999, inside the bound. :meth:`HermiteDual.relative_bound`
+gives the bound relative to each map's scale; the dual maps and kernels warn when it exceeds 1e-5.
 
 The coefficients and tails are tabulated once per activation, in float64, as piecewise
 Chebyshev interpolants in log q over [q_min, q_max] (each value from a one-dimensional
@@ -99,7 +102,8 @@ def _line_rules(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nodes z (Q, M) and weights (Q, M) with Σ w f(z) ≈ E[f(Z)], panels adapted to each √q."""
     s = np.sqrt(q)[:, None]
     edges = np.concatenate(
-        [np.minimum(np.asarray(_U_EDGES)[None, :] / s, _Z_CUT), np.broadcast_to(np.arange(0.0, _Z_CUT + 1.0), (q.size, 16))],
+        [np.minimum(np.asarray(_U_EDGES)[None, :] / s, _Z_CUT),
+         np.broadcast_to(np.arange(0.0, _Z_CUT + 1.0), (q.size, 16))],
         axis=1,
     )
     edges = np.sort(edges, axis=1)
@@ -343,14 +347,52 @@ class HermiteDual:
         ddual = self._series(f1.b, f2.b, f1.tb_even, f2.tb_even, f1.tb_odd, f2.tb_odd, rho)
         return dual, ddual
 
-    def dual_and_derivative(self, k11: Array, k12: Array, k22: Array, terms: int | None = None) -> tuple[Array, Array]:
-        """Both dual maps for broadcastable (k11, k12, k22); per-point work stays on k11's and k22's shapes."""
+    def dual_and_derivative(self, k11: Array, k12: Array, k22: Array, terms: int | None = None, *,
+                            bound: bool = False) -> tuple[Array, ...]:
+        """Both dual maps for broadcastable (k11, k12, k22); per-point work stays on k11's and k22's shapes.
+
+        With ``bound=True`` a third array is returned: :meth:`relative_bound` of each pair, from the
+        same features (a few operations per pair on top of the two series).
+        """
         from .activations import correlation  # local: activations imports this module
 
         _check_range(k11)
         _check_range(k22)  # before either point's features build the tables
         rho = correlation(k11, k12, k22)
-        return self.pair(self.features(k11, terms), self.features(k22, terms), rho)
+        f1, f2 = self.features(k11, terms), self.features(k22, terms)
+        k, kd = self.pair(f1, f2, rho)
+        if not bound:
+            return k, kd
+        # the tail model is exact at ρ = ±1 for equal variances (every pinned diagonal entry)
+        exact = (jnp.abs(rho) == 1.0) & (jnp.asarray(k11) == jnp.asarray(k22))
+        return k, kd, jnp.where(exact, 0.0, self.relative_bound(f1, f2, rho))
+
+    @staticmethod
+    def relative_bound(f1: PointFeatures, f2: PointFeatures, rho: Array) -> Array:
+        """The larger of the two maps' error bounds (:meth:`error_bound`), each relative to its
+        Cauchy–Schwarz scale √(E[φ(u)²] E[φ(v)²]) (√(E[φ'(u)²] E[φ'(v)²]) for the derivative map).
+
+        The bound is attained only near |ρ| = 1 (it carries |ρ|^K) and is exact, i.e. zero
+        error, at |ρ| = 1 for equal variances; it is typically ~20 times the actual error.
+        Per-point tails are normalized first, so a pair costs a power of |ρ| and a few products.
+        """
+        k = f1.a.shape[0]
+        ke, ko = k + (k % 2), k + 1 - (k % 2)
+
+        def normalized(f: PointFeatures, c: str, te: str, to: str) -> tuple[Array, Array]:
+            e, o = getattr(f, te), getattr(f, to)
+            m = jnp.sum(getattr(f, c) ** 2, axis=0) + e * e + o * o  # E[φ(√q Z)²] of each point
+            inv = jnp.where(m > 0, jax.lax.rsqrt(jnp.where(m > 0, m, 1.0)), 0.0)
+            return e * inv, o * inv
+
+        r = jnp.abs(rho)
+        r_even = r**ke
+        r_odd = r_even * r if ko == ke + 1 else r**ko
+        out = []
+        for names in (("a", "ta_even", "ta_odd"), ("b", "tb_even", "tb_odd")):
+            (e1, o1), (e2, o2) = normalized(f1, *names), normalized(f2, *names)
+            out.append(2.0 * (e1 * e2 * r_even + o1 * o2 * r_odd))
+        return jnp.maximum(out[0], out[1])
 
     def error_bound(self, k11: Array, k12: Array, k22: Array, terms: int | None = None) -> tuple[Array, Array]:
         """Bounds on |series − truth| of both dual maps: 2 Σ_parity √(T(q1)T(q2)) |ρ|^{K_parity}."""

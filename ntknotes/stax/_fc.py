@@ -34,7 +34,8 @@ from .layers import Dense, Elementwise
 
 Array = jax.Array
 
-__all__ = ["FCSpec", "match", "flat_layers", "diag_recursion", "cross_recursion", "point_inputs"]
+__all__ = ["FCSpec", "match", "flat_layers", "row_exponents", "diag_recursion", "cross_recursion",
+           "point_inputs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +89,64 @@ def match(net, in_shape: tuple) -> Optional[FCSpec]:
     return FCSpec(depth, acts[0].activation, sw2, sb2, a, b)
 
 
-def diag_recursion(act: Activation, sq: Array, d: int, sw2: Array, sb2: Array, a: Array, b: Array, depth: int):
-    """Diagonal pass. Returns q (L+1, N): Σ^l(x, x) for l=1..L+1, and Θ^{L+1}(x, x) (N,)."""
+_SCALE_FROM = 2.0**100  # rows beyond this max |x| are rescaled (activations with a scaled_pair_fn)
+
+
+def row_exponents(x: Array) -> Array:
+    """Per-row integers e >= 0 with max |x_i 2^{-e_i}| in [1/2, 1) for rows whose max |x_i| exceeds
+    2^100 (~1.3e30), and 0 for every other row.
+
+    x·x'/d overflows float64 for |x| beyond ~1e154 (the sum before the division by d even when
+    x·x'/d itself fits): the recursions form it from x̃ = x 2^{-e} and carry the powers of two
+    separately. For φ with a ``scaled_pair_fn`` (erf) the first layer stays in scaled form, so its
+    kernels are finite for any finite input; for the others C⁰ = 2^{e1+e2} x̃·x̃'/d, which overflows
+    only where the true value does.
+    """
+    m = jnp.max(jnp.abs(x), axis=1)
+    _, e = jnp.frexp(m)
+    return jax.lax.stop_gradient(jnp.where(m > _SCALE_FROM, e, 0).astype(jnp.int32))
+
+
+def _first_layer(act, c0, k11, k22, e1, e2, same, sw2, sb2, a, b):
+    """Layer 1 → 2 for φ with a ``scaled_pair_fn``, in scaled form when some row exponent is positive.
+
+    There C⁰ = 2^{e1+e2} c0 and Σ¹ = 2^{e1+e2} s̃ (k11, k22 = Σ¹ 4^{-e}); otherwise (``lax.cond``:
+    ordinary inputs pay nothing) the plain maps. Returns (Σ², Θ², Σ̇² = σ_w² Ċ¹, Σ¹, Θ¹, term_2),
+    Σ¹ and Θ¹ unscaled (inf where they overflow: only :func:`ntknotes.kernels.layer_kernels` shows them).
+    """
+    shape = jnp.broadcast_shapes(jnp.shape(c0), jnp.shape(k11), jnp.shape(k22), jnp.shape(same))
+
+    def scaled(c0):
+        total = e1 + e2
+        s1 = sw2 * c0 + jnp.ldexp(sb2, -total)
+        th1 = a[0] * c0 + jnp.ldexp(b[0], -total)
+        c, dd = act.scaled_pair_fn(k11, jnp.where(same, k11, s1), k22, e1, e2)  # dd = 2^{e1+e2} Ċ¹
+        out = (sw2 * c + sb2, th1 * (sw2 * dd) + a[1] * c + b[1], jnp.ldexp(sw2 * dd, -total),
+               jnp.ldexp(s1, total), jnp.ldexp(th1, total), a[1] * c + b[1])
+        return tuple(jnp.broadcast_to(v, shape) for v in out)
+
+    def plain(c0):
+        s1, th1 = sw2 * c0 + sb2, a[0] * c0 + b[0]
+        c, cd = act.dual_and_derivative(k11, jnp.where(same, k11, s1), k22)
+        out = (sw2 * c + sb2, th1 * (sw2 * cd) + a[1] * c + b[1], sw2 * cd, s1, th1, a[1] * c + b[1])
+        return tuple(jnp.broadcast_to(v, shape) for v in out)
+
+    return jax.lax.cond(jnp.any(e1 > 0) | jnp.any(e2 > 0), scaled, plain, c0)
+
+
+def _unscale(c0, e1, e2):
+    """C⁰ = 2^{e1+e2} c0 (overflowing only where the true value does); free when no exponent is positive."""
+    return jax.lax.cond(jnp.any(e1 > 0) | jnp.any(e2 > 0), lambda c: jnp.ldexp(c, e1 + e2), lambda c: c, c0)
+
+
+def diag_recursion(act: Activation, sq: Array, d: int, sw2: Array, sb2: Array, a: Array, b: Array, depth: int,
+                   e: Optional[Array] = None):
+    """Diagonal pass. Returns q (L+1, N): Σ^l(x, x) for l=1..L+1, and Θ^{L+1}(x, x) (N,).
+
+    With row exponents ``e`` (:func:`row_exponents`; ``sq`` then holds |x 2^{-e}|²) and a φ with a
+    ``scaled_pair_fn``, q[0] holds Σ¹ 4^{-e} (finite where Σ¹ itself overflows).
+    """
     c0 = sq / d
-    q = sw2 * c0 + sb2
-    th = a[0] * c0 + b[0]
 
     def body(carry, ab):
         q, th = carry
@@ -100,8 +154,17 @@ def diag_recursion(act: Activation, sq: Array, d: int, sw2: Array, sb2: Array, a
         c, cd = act.dual_and_derivative(q, q, q)
         return (sw2 * c + sb2, th * sw2 * cd + al * c + bl), q
 
-    (q_last, th), qs = jax.lax.scan(body, (q, th), (a[1:], b[1:]), length=depth)
-    return jnp.concatenate([qs, q_last[None]], axis=0), th
+    if e is None or act.scaled_pair_fn is None:
+        if e is not None:
+            c0 = _unscale(c0, e, e)
+        q = sw2 * c0 + sb2
+        th = a[0] * c0 + b[0]
+        (q_last, th), qs = jax.lax.scan(body, (q, th), (a[1:], b[1:]), length=depth)
+        return jnp.concatenate([qs, q_last[None]], axis=0), th
+    q1 = jax.lax.cond(jnp.any(e > 0), lambda c: sw2 * c + jnp.ldexp(sb2, -2 * e), lambda c: sw2 * c + sb2, c0)
+    q2, th2 = _first_layer(act, c0, q1, q1, e, e, True, sw2, sb2, a, b)[:2]
+    (q_last, th), qs = jax.lax.scan(body, (q2, th2), (a[2:], b[2:]), length=depth - 1)
+    return jnp.concatenate([q1[None], qs, q_last[None]], axis=0), th
 
 
 def _roots(q: Array) -> tuple[Array, Array]:
@@ -127,24 +190,33 @@ def point_inputs(act: Activation, q: Array):
     return act.hermite.layer_features(ql), _roots(ql)[1]
 
 
-def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, p1=None, p2=None):
+def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, e1=None, e2=None,
+                    track: bool = False, p1=None, p2=None):
     """Off-diagonal pass over a block of pairs.
 
     Args:
-      gram: x·x' of each pair, shape S (e.g. (B1, B2)).
-      q1, q2: Σ^l(x, x) and Σ^l(x', x') for l = 1..L+1, shapes (L+1, S'...) broadcasting to S.
+      gram: x·x' of each pair, shape S (e.g. (B1, B2)); with row exponents, x̃·x̃' (x̃ = x 2^{-e}).
+      q1, q2: Σ^l(x, x) and Σ^l(x', x') for l = 1..L+1, shapes (L+1, S'...) broadcasting to S
+        (from :func:`diag_recursion`, so layer 1 is scaled by 4^{-e} when ``e1``, ``e2`` are given).
       same: bool array broadcasting to S, True for pairs of identical points (correlation pinned
         to 1, as in the generic path).
+      e1, e2: row exponents (:func:`row_exponents`) broadcasting to S, or None; used only when φ
+        has a ``scaled_pair_fn``.
+      track: for φ on the Hermite series, also return the largest (over pairs) sum over layers of
+        the duals' relative error bounds (:meth:`ntknotes.hermite_duals.HermiteDual.relative_bound`).
       p1, p2: for activations on the Hermite series, :func:`point_inputs` of the rows and of the
         columns, with their point axis placed to broadcast to S (e.g. coefficients (L, K, B1, 1)
         and (L, K, 1, B2)); ``None`` computes them here from q1 and q2.
     Returns:
-      (Σ^{L+1}, Θ^{L+1}), or if ``collect`` the per-layer stacks (Σ^l, Σ̇^l, Θ^l, term_l).
+      (Σ^{L+1}, Θ^{L+1}) (plus the bound if ``track``), or if ``collect`` the per-layer stacks
+      (Σ^l, Σ̇^l, Θ^l, term_l).
     """
     c0 = gram / d
-    s = sw2 * c0 + sb2
-    th = a[0] * c0 + b[0]
     hom = act.homogeneous_dual
+    scaled = e1 is not None and act.scaled_pair_fn is not None
+    if e1 is not None and not scaled:
+        c0 = _unscale(c0, e1, e2)
+    track = track and act.uses_series
     # correlations within 8 ulp of 1 are pinned to 1, as those of identical points: ρ = 1 is a fixed
     # point of the recursion that deep chaotic networks repel from, so a rounding error of a
     # duplicate pair would otherwise grow layer by layer
@@ -159,65 +231,91 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, p
             rho = jnp.clip(s * i1l * i2l, -1.0, 1.0)
             rho = jnp.where(same | (rho > snap), 1.0, rho)
             j, jdot = hom(rho)
-            return (r1l * r2l) * j, jdot
+            return (r1l * r2l) * j, jdot, 0.0
 
-    elif act.uses_series:
+    elif act.uses_series and not scaled:
         p1 = point_inputs(act, q1) if p1 is None else p1
         p2 = point_inputs(act, q2) if p2 is None else p2
         xs = (p1, p2, a[1:], b[1:])
-        pair = act.hermite.pair
+        hermite = act.hermite
 
         def duals(s, x):
             (f1, i1l), (f2, i2l) = x[:2]
             rho = jnp.clip(s * i1l * i2l, -1.0, 1.0)
-            return pair(f1, f2, jnp.where(same | (rho > snap), 1.0, rho))
+            rho = jnp.where(same | (rho > snap), 1.0, rho)
+            c, cd = hermite.pair(f1, f2, rho)
+            if not track:
+                return c, cd, 0.0
+            # the tail model is exact at |ρ| = 1 for equal variances (every pinned duplicate pair);
+            # equal 1/√q stands for equal q
+            exact = (jnp.abs(rho) == 1.0) & (i1l == i2l)
+            return c, cd, jnp.where(exact, 0.0, hermite.relative_bound(f1, f2, rho))
 
     else:
-        xs = (q1[:-1], q2[:-1], a[1:], b[1:])
+        first = 1 if scaled else 0
+        xs = (q1[first:-1], q2[first:-1], a[1 + first:], b[1 + first:])
 
         def duals(s, x):
             k11, k22 = x[:2]
-            return act.dual_and_derivative(k11, jnp.where(same, k11, s), k22)
+            k12 = jnp.where(same, k11, s)
+            if track:
+                return act.hermite.dual_and_derivative(k11, k12, k22, bound=True)
+            return (*act.dual_and_derivative(k11, k12, k22), 0.0)
 
-    if not collect and act.uses_series:
+    if not collect and act.uses_series and not scaled:
         # The carry is (C^l, Ċ^l, Θ^l) and each step first forms Σ^{l+1} and Θ^{l+1} from it, so the
         # step's outputs are the two duals themselves, one fusion each. Carrying (Σ, Θ) instead, XLA
         # fuses the duals into the fusions of both Σ^{l+1} and Θ^{l+1} and, as the series are only
         # multiplications and additions (which it duplicates freely), evaluates E[φφ] twice: 1.6×
         # the time. The first step starts from (C^0, 0, 0) with (a_0, b_0), so Θ^1 = a_0 C^0 + b_0.
+        # With ``track`` the bound's running sum rides along in the carry.
         def lagged(carry, x):
-            c, cd, th = carry
+            c, cd, th, err = carry
             al, bl = x[-2:]
             s = sw2 * c + sb2
             th = th * (sw2 * cd) + al * c + bl
-            c, cd = duals(s, x)
-            return (c, cd, th), None
+            c, cd, rel = duals(s, x)
+            return (c, cd, th, err + rel), None
 
         xs_lag = xs[:-2] + (a[:-1], b[:-1])
         zero = jnp.zeros_like(c0)
-        (c, cd, th), _ = jax.lax.scan(lagged, (c0, zero, zero), xs_lag)
-        return sw2 * c + sb2, th * (sw2 * cd) + a[-1] * c + b[-1]
+        err0 = jnp.zeros(jnp.broadcast_shapes(gram.shape, q1.shape[1:], q2.shape[1:]) if track else (), gram.dtype)
+        (c, cd, th, err), _ = jax.lax.scan(lagged, (c0, zero, zero, err0), xs_lag)
+        out = sw2 * c + sb2, th * (sw2 * cd) + a[-1] * c + b[-1]
+        return (*out, jnp.max(err)) if track else out
 
     def body(carry, x):
-        s, th = carry
+        s, th, err = carry
         al, bl = x[-2:]
-        c, cd = duals(s, x)
+        c, cd, rel = duals(s, x)
         sdot = sw2 * cd
         s_new = sw2 * c + sb2
         th_new = th * sdot + al * c + bl
-        return (s_new, th_new), ((s_new, sdot, th_new, al * c + bl) if collect else None)
+        return (s_new, th_new, err + rel), ((s_new, sdot, th_new, al * c + bl) if collect else None)
 
-    (s, th), ys = jax.lax.scan(body, (s, th), xs)
+    # the bound's running sum: one entry per pair when tracked, else a scalar zero (no extra array)
+    err0 = jnp.zeros(jnp.broadcast_shapes(gram.shape, q1.shape[1:], q2.shape[1:]) if track else (), gram.dtype)
+    if scaled:
+        s, th, sdot2, s1, th1, term2 = _first_layer(act, c0, q1[0], q2[0], e1, e2, same, sw2, sb2, a, b)
+        first_layers = [(s1, jnp.ones_like(c0), th1, th1), (s, sdot2, th, term2)]
+    else:
+        s, th = sw2 * c0 + sb2, a[0] * c0 + b[0]
+        first_layers = [(s, jnp.ones_like(c0), th, th)]
+    (s, th, err), ys = jax.lax.scan(body, (s, th, err0), xs)
     if not collect:
-        return s, th
-    first = (sw2 * c0 + sb2, jnp.ones_like(c0), a[0] * c0 + b[0], a[0] * c0 + b[0])
-    return [jnp.concatenate([f[None], y], axis=0) for f, y in zip(first, ys)]
+        return (s, th, jnp.max(err)) if track else (s, th)
+    shape = jnp.broadcast_shapes(gram.shape, q1.shape[1:], q2.shape[1:])
+    heads = [jnp.stack([jnp.broadcast_to(f[i], shape) for f in first_layers]) for i in range(4)]
+    return [jnp.concatenate([h, y], axis=0) for h, y in zip(heads, ys)]
 
 
 @functools.partial(jax.jit, static_argnames=("act", "depth", "d"))
 def diag_jit(act, x, sw2, sb2, a, b, depth, d):
-    """:func:`diag_recursion` of the points x (N, d)."""
-    return diag_recursion(act, jnp.sum(x * x, axis=1), d, sw2, sb2, a, b, depth)
+    """:func:`diag_recursion` of the points x (N, d): (q (L+1, N), Θ^{L+1} (N,), row exponents (N,))."""
+    e = row_exponents(x)
+    xs = jnp.ldexp(x, -e[:, None])
+    q, th = diag_recursion(act, jnp.sum(xs * xs, axis=1), d, sw2, sb2, a, b, depth, e)
+    return q, th, e
 
 
 @functools.partial(jax.jit, static_argnames=("act",))
@@ -238,16 +336,19 @@ def padded_width(n: int, itemsize: int) -> int:
     return n + (line // itemsize - n) % (2 * line // itemsize)
 
 
-@functools.partial(jax.jit, static_argnames=("act", "d", "same", "collect"))
-def tile_jit(act, x1, x2, q1, q2, sw2, sb2, a, b, d, same: bool, collect: bool = False, p1=None, p2=None):
-    """:func:`cross_recursion` of two blocks (B1, d), (B2, d) with their diagonal passes (L+1, B)
-    and, for activations on the Hermite series, their :func:`point_jit` (computed here when ``None``).
+@functools.partial(jax.jit, static_argnames=("act", "d", "same", "collect", "track"))
+def tile_jit(act, x1, x2, q1, q2, e1, e2, sw2, sb2, a, b, d, same: bool, collect: bool = False,
+             track: bool = False, p1=None, p2=None):
+    """:func:`cross_recursion` of two blocks (B1, d), (B2, d) with their diagonal passes (L+1, B) and
+    row exponents (B,) from :func:`diag_jit` and, for activations on the Hermite series, their
+    :func:`point_jit` (computed here when ``None``).
 
     For series activations the columns are padded to :func:`padded_width` with copies of the last
     column, dropped from the result (copies rather than zeros: a zero variance has a zero tail,
     where the square root in the tail model has an infinite derivative and autodiff gives 0·∞)."""
     n2 = x2.shape[0]
-    if act.uses_series:
+    series = act.uses_series and act.scaled_pair_fn is None
+    if series:
         p1 = point_inputs(act, q1) if p1 is None else p1
         p2 = point_inputs(act, q2) if p2 is None else p2
         m = padded_width(n2, jnp.dtype(x2.dtype).itemsize)
@@ -255,10 +356,16 @@ def tile_jit(act, x1, x2, q1, q2, sw2, sb2, a, b, d, same: bool, collect: bool =
             def pad(t):
                 return jnp.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, m - n2)], mode="edge")
 
-            x2, q2, p2 = pad(x2.T).T, pad(q2), jax.tree_util.tree_map(pad, p2)
+            x2, q2, e2, p2 = pad(x2.T).T, pad(q2), pad(e2), jax.tree_util.tree_map(pad, p2)
+    else:
+        p1 = p2 = None
     mask = jnp.eye(x1.shape[0], x2.shape[0], dtype=bool) if same else jnp.zeros((), bool)
+    x1, x2 = jnp.ldexp(x1, -e1[:, None]), jnp.ldexp(x2, -e2[:, None])
     # rows on the second-to-last axis, columns on the last (as q1[:, :, None] and q2[:, None, :])
     p1 = jax.tree_util.tree_map(lambda t: t[..., :, None], p1)
     p2 = jax.tree_util.tree_map(lambda t: t[..., None, :], p2)
-    out = cross_recursion(act, x1 @ x2.T, q1[:, :, None], q2[:, None, :], mask, d, sw2, sb2, a, b, collect, p1, p2)
+    out = cross_recursion(act, x1 @ x2.T, q1[:, :, None], q2[:, None, :], mask, d, sw2, sb2, a, b, collect,
+                          e1[:, None], e2[None, :], track, p1, p2)
+    if track and not collect:  # the bound is the largest over pairs (padded columns copy real ones)
+        return out[0][..., :n2], out[1][..., :n2], out[2]
     return type(out)(t[..., :n2] for t in out)
