@@ -271,8 +271,11 @@ def warn_if_inaccurate(name: str, relative_bound: Array, *variances: Array) -> N
     K = 64 terms plus a modelled tail. Its error is bounded (:meth:`Activation.dual_error_bound`)
     and vanishes at |ρ| = 1 for equal variances, but near |ρ| = 1 it grows with the variance q:
     φ(√q z) steepens, its Hermite coefficients decay slowly, and the bound reaches ~1e-2 for tanh
-    at q ≈ 30 (the actual error is typically 20 times smaller). Traced values (under ``jax.jit``)
-    cannot be inspected and are not checked.
+    at q ≈ 30 (the actual error is typically 20 times smaller). Pairs whose bound exceeds
+    :func:`ntknotes.hermite_duals.refine_tolerance` are recomputed by a two-dimensional rule
+    (:meth:`ntknotes.hermite_duals.HermiteDual.accurate_pair`) and carry no bound, so this warns only
+    where more such pairs came at once than are recomputed (256 × 64 per dual-map call, 256 × 4 per
+    kernel tile and layer). Traced values (under ``jax.jit``) cannot be inspected and are not checked.
     """
     try:
         worst = float(np.max(np.asarray(relative_bound), initial=0.0))
@@ -285,7 +288,8 @@ def warn_if_inaccurate(name: str, relative_bound: Array, *variances: Array) -> N
             f"here (tolerance {SERIES_TOLERANCE:.0e}; the actual error is typically ~20 times smaller). "
             f"The 64-term series converges slowly at correlations near ±1 when the pre-activation "
             f"variance is large (here up to {qmax:.3g}; for tanh the bound stays below 1e-5 only for "
-            f"variances up to about 2): rescale the inputs or lower sigma_w for more accurate kernels",
+            f"variances up to about 2), and more such pairs came at once than are recomputed by the "
+            f"accurate rule: rescale the inputs, lower sigma_w or pass fewer points per call",
             AccuracyWarning,
             stacklevel=3,
         )

@@ -30,7 +30,21 @@ small unless |ρ| is near 1 *and* φ(√q z) is steep (large q for tanh-like act
 coefficients decay slowly). Checked against nested adaptive quadrature for tanh at q = 900
 (tests/test_reliability_accuracy.py): exact to 1e-10 at ρ = 0.5 and ρ = 1, but 0.3% and 14%
 off (dual and derivative dual) at ρ = 0.999, inside the bound. :meth:`HermiteDual.relative_bound`
-gives the bound relative to each map's scale; the dual maps and kernels warn when it exceeds 1e-5.
+gives the bound relative to each map's scale.
+
+Where that relative bound exceeds :func:`refine_tolerance` (1e-11 in float64), the dual maps
+(:meth:`HermiteDual.dual_and_derivative`) and the fused kernels (:mod:`ntknotes.stax._fc`)
+recompute the pair by :meth:`HermiteDual.accurate_pair`, a two-dimensional product rule that
+stays accurate as |ρ| → 1 (u = √q1 z, v = √q2 (ρ z + √(1-ρ²) w), Gauss–Legendre panels in z and
+in w placed where the arguments of φ cross its steep region). Checked against nested adaptive
+scipy quadrature (tests/test_activation_duals.py) for tanh, SiLU and softplus at q = 1e-3..1e3
+and ρ up to ±(1 - 1e-12): within 3e-13 of each value (or of 1e-3 of the Cauchy–Schwarz scale),
+for both maps. The rule resolves φ whose structure lies within |φ argument| <~ 32 plus slow
+variation (not, e.g., cos z at q = 900, whose ~170 oscillations neither it nor the tables
+resolve). The flagged pairs are gathered (``jnp.nonzero`` with a static size) a batch at a time,
+so a call where none is flagged pays only the bound and one test; the dual maps and kernels warn
+(:class:`ntknotes.activations.AccuracyWarning`) when more were flagged than are recomputed and the
+remaining bound exceeds 1e-5.
 
 The coefficients and tails are tabulated once per activation, in float64, as piecewise
 Chebyshev interpolants in log q over [q_min, q_max] (each value from a one-dimensional
@@ -74,6 +88,32 @@ _GL_NODES = 20  # Gauss–Legendre nodes per quadrature panel
 _EXTRA_TERMS = 112  # coefficients K..K+111 are summed directly into the tails
 _NOISE = 256 * np.finfo(np.float64).eps  # remainders below this fraction of E[φ²] are rounding
 _U_EDGES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # panel edges in u = √q z
+
+# the accurate two-dimensional rule of HermiteDual.accurate_pair (pairs the series leaves inaccurate)
+_ACC_EDGES = (0.0,) + tuple(s * e for e in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0) for s in (1.0, -1.0))
+_ACC_CUT = 9.0  # |z|, |w| beyond this carry Gaussian mass below 1e-18
+_ACC_GRID = 18  # uniform panels over [-_ACC_CUT, _ACC_CUT]
+_ACC_NODES = 12  # Gauss–Legendre nodes per panel
+_ACC_CHUNK = 8  # pairs evaluated at once (8 pairs hold ~1.8e6 nodes)
+REFINE_BATCH = 256  # flagged pairs gathered per refinement round
+_MAX_ROUNDS = 64  # refinement rounds of one dual-map call at most
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def refine_tolerance(dtype) -> float:
+    """Relative error bound above which a pair's series value is replaced by :meth:`HermiteDual.accurate_pair`:
+    1e-11 in float64 (the actual error is then below ~1e-12), 1e-5 in float32."""
+    return 1e-11 if jnp.dtype(dtype).itemsize >= 8 else 1e-5
+
+
+def _panel_rule(edges: Array) -> tuple[Array, Array]:
+    """Gauss–Legendre nodes and weights (..., P·n) on the panels between sorted edges (..., P+1)."""
+    x, w = np.polynomial.legendre.leggauss(_ACC_NODES)
+    x, w = jnp.asarray(x, edges.dtype), jnp.asarray(w, edges.dtype)
+    half = 0.5 * (edges[..., 1:] - edges[..., :-1])
+    mid = 0.5 * (edges[..., 1:] + edges[..., :-1])
+    shape = edges.shape[:-1] + (-1,)
+    return (mid[..., None] + half[..., None] * x).reshape(shape), (half[..., None] * w).reshape(shape)
 
 
 class PointFeatures(NamedTuple):
@@ -348,11 +388,13 @@ class HermiteDual:
         return dual, ddual
 
     def dual_and_derivative(self, k11: Array, k12: Array, k22: Array, terms: int | None = None, *,
-                            bound: bool = False) -> tuple[Array, ...]:
+                            bound: bool = False, refine: bool = True) -> tuple[Array, ...]:
         """Both dual maps for broadcastable (k11, k12, k22); per-point work stays on k11's and k22's shapes.
 
-        With ``bound=True`` a third array is returned: :meth:`relative_bound` of each pair, from the
-        same features (a few operations per pair on top of the two series).
+        Pairs whose :meth:`relative_bound` exceeds :func:`refine_tolerance` (near |ρ| = 1 for steep
+        φ) are recomputed by :meth:`accurate_pair` (``refine=False``: the series values as they
+        are), up to ``REFINE_BATCH · 64`` pairs per call. With ``bound=True`` a third array is
+        returned: the relative error bound of each pair, 0 for refined pairs.
         """
         from .activations import correlation  # local: activations imports this module
 
@@ -361,11 +403,48 @@ class HermiteDual:
         rho = correlation(k11, k12, k22)
         f1, f2 = self.features(k11, terms), self.features(k22, terms)
         k, kd = self.pair(f1, f2, rho)
-        if not bound:
+        if not bound and not refine:
             return k, kd
         # the tail model is exact at ρ = ±1 for equal variances (every pinned diagonal entry)
         exact = (jnp.abs(rho) == 1.0) & (jnp.asarray(k11) == jnp.asarray(k22))
-        return k, kd, jnp.where(exact, 0.0, self.relative_bound(f1, f2, rho))
+        rel = jnp.where(exact, 0.0, self.relative_bound(f1, f2, rho))
+        if refine:
+            shape = jnp.broadcast_shapes(k.shape, kd.shape, rel.shape)
+            k, kd, rel = (jnp.broadcast_to(t, shape) for t in (k, kd, rel))
+            n = math.prod(shape)
+            rounds = max(1, min(-(-n // REFINE_BATCH), _MAX_ROUNDS))
+            flag = rel > refine_tolerance(k.dtype)
+            k, kd, left = self.refine(flag, k11, k22, rho, k, kd, rounds=rounds)
+            # refined pairs (the two-dimensional rule, ~1e-13) carry no bound, unless some flagged
+            # pair was left over (more than REFINE_BATCH · 64): then all flagged keep theirs
+            rel = jnp.where(flag & ~left, 0.0, rel)
+        return (k, kd, rel) if bound else (k, kd)
+
+    @staticmethod
+    def normalized_tails(f: PointFeatures) -> tuple[Array, Array, Array, Array]:
+        """Per-point tail roots over each map's scale: (√T_e, √T_o) / √E[φ(√q Z)²] and the same for φ'.
+
+        The per-point half of :meth:`relative_bound` (a sum over the K coefficients per point), so
+        that a kernel computes it once per point and layer and :meth:`pair_bound` per pair.
+        """
+        out = []
+        for c, te, to in (("a", "ta_even", "ta_odd"), ("b", "tb_even", "tb_odd")):
+            e, o = getattr(f, te), getattr(f, to)
+            m = jnp.sum(getattr(f, c) ** 2, axis=0) + e * e + o * o  # E[φ(√q Z)²] of each point
+            inv = jnp.where(m > 0, jax.lax.rsqrt(jnp.where(m > 0, m, 1.0)), 0.0)
+            out += [e * inv, o * inv]
+        return tuple(out)
+
+    @staticmethod
+    def pair_bound(n1: tuple, n2: tuple, rho: Array, terms: int) -> Array:
+        """:meth:`relative_bound` from two points' :meth:`normalized_tails` and a ``terms``-term series."""
+        ke, ko = terms + (terms % 2), terms + 1 - (terms % 2)
+        r = jnp.abs(rho)
+        r_even = r**ke
+        r_odd = r_even * r if ko == ke + 1 else r**ko
+        dual = 2.0 * (n1[0] * n2[0] * r_even + n1[1] * n2[1] * r_odd)
+        ddual = 2.0 * (n1[2] * n2[2] * r_even + n1[3] * n2[3] * r_odd)
+        return jnp.maximum(dual, ddual)
 
     @staticmethod
     def relative_bound(f1: PointFeatures, f2: PointFeatures, rho: Array) -> Array:
@@ -374,25 +453,127 @@ class HermiteDual:
 
         The bound is attained only near |ρ| = 1 (it carries |ρ|^K) and is exact, i.e. zero
         error, at |ρ| = 1 for equal variances; it is typically ~20 times the actual error.
-        Per-point tails are normalized first, so a pair costs a power of |ρ| and a few products.
+        Per-point tails are normalized first (:meth:`normalized_tails`), so a pair costs a power
+        of |ρ| and a few products (:meth:`pair_bound`).
         """
-        k = f1.a.shape[0]
-        ke, ko = k + (k % 2), k + 1 - (k % 2)
+        n1, n2 = HermiteDual.normalized_tails(f1), HermiteDual.normalized_tails(f2)
+        return HermiteDual.pair_bound(n1, n2, rho, f1.a.shape[0])
 
-        def normalized(f: PointFeatures, c: str, te: str, to: str) -> tuple[Array, Array]:
-            e, o = getattr(f, te), getattr(f, to)
-            m = jnp.sum(getattr(f, c) ** 2, axis=0) + e * e + o * o  # E[φ(√q Z)²] of each point
-            inv = jnp.where(m > 0, jax.lax.rsqrt(jnp.where(m > 0, m, 1.0)), 0.0)
-            return e * inv, o * inv
+    # -- accurate evaluation where the series is not ------------------------------------------
+    def accurate_pair(self, q1: Array, q2: Array, rho: Array) -> tuple[Array, Array]:
+        """(E[φ(u)φ(v)], E[φ'(u)φ'(v)]) by a two-dimensional product rule, for any |ρ| <= 1.
 
-        r = jnp.abs(rho)
-        r_even = r**ke
-        r_odd = r_even * r if ko == ke + 1 else r**ko
-        out = []
-        for names in (("a", "ta_even", "ta_odd"), ("b", "tb_even", "tb_odd")):
-            (e1, o1), (e2, o2) = normalized(f1, *names), normalized(f2, *names)
-            out.append(2.0 * (e1 * e2 * r_even + o1 * o2 * r_odd))
-        return jnp.maximum(out[0], out[1])
+        With u = √q1 z and v = √q2 (ρ z + √(1-ρ²) w), z and w independent standard normals, the
+        outer integral over z and the inner one over w each use Gauss–Legendre panels: a uniform
+        grid over [-9, 9] plus edges where the argument of φ crosses 0, ±1/2, ±1, ..., ±32 (as the
+        coefficient tables resolve steep φ(√q z)). The inner edges follow the inner Gaussian's mean
+        √q2 ρ z and width √q2 √(1-ρ²), so nothing degenerates as |ρ| → 1, where the series
+        converges slowly and the inner Gaussian narrows. About 1e5 evaluations of φ and φ' per
+        pair, so only the pairs flagged by :meth:`relative_bound` take it (:meth:`refine`).
+
+        Args:
+          q1, q2, rho: arrays of one shape (M,): variances and correlation of each pair.
+        """
+        dtype = jnp.result_type(q1, q2, rho, float)
+        q1, q2, rho = (jnp.asarray(v, dtype) for v in (q1, q2, rho))
+        cut = _ACC_CUT
+        grid = jnp.linspace(-cut, cut, _ACC_GRID + 1, dtype=dtype)
+        feat = jnp.asarray(_ACC_EDGES, dtype)
+        tiny = jnp.finfo(dtype).tiny
+        r1, r2 = jnp.sqrt(q1), jnp.sqrt(q2)
+        t = (1.0 - rho) * (1.0 + rho)  # 1 ∓ ρ exact near ±1
+        s = jnp.where(t > 0, jnp.sqrt(jnp.where(t > 0, t, 1.0)), 0.0)  # no 0·∞ in gradients at |ρ| = 1
+        inv1 = 1.0 / jnp.maximum(r1, tiny)
+        inv2 = 1.0 / jnp.maximum(r2 * jnp.abs(rho), tiny)  # where the inner mean crosses the edges
+        outer = jnp.concatenate([jnp.broadcast_to(grid, q1.shape + grid.shape),
+                                 jnp.clip(feat * inv1[..., None], -cut, cut),
+                                 jnp.clip(feat * inv2[..., None], -cut, cut)], axis=-1)
+        z, wz = _panel_rule(jnp.sort(outer, axis=-1))
+        wz = wz * jnp.exp(-0.5 * z * z) * _INV_SQRT_2PI
+        m = (r2 * rho)[..., None] * z  # the inner Gaussian's mean at each outer node
+        sig = (r2 * s)[..., None, None]
+        inner = jnp.concatenate([jnp.broadcast_to(grid, m.shape + grid.shape),
+                                 jnp.clip((feat - m[..., None]) / jnp.maximum(sig, tiny), -cut, cut)], axis=-1)
+        w, ww = _panel_rule(jnp.sort(inner, axis=-1))
+        ww = ww * jnp.exp(-0.5 * w * w) * _INV_SQRT_2PI
+        v = m[..., None] + sig * w
+        g = jnp.sum(ww * self.fn(v), axis=-1)
+        gd = jnp.sum(ww * self.deriv(v), axis=-1)
+        u = r1[..., None] * z
+        return jnp.sum(wz * self.fn(u) * g, axis=-1), jnp.sum(wz * self.deriv(u) * gd, axis=-1)
+
+    def _accurate_chunked(self, q1: Array, q2: Array, rho: Array) -> tuple[Array, Array]:
+        """:meth:`accurate_pair` of (M,) arrays, :data:`_ACC_CHUNK` pairs at a time (bounded memory)."""
+        n = q1.shape[0]
+        c = min(_ACC_CHUNK, n)
+        pad = (-n) % c
+        args = [jnp.pad(t, (0, pad), mode="edge").reshape(-1, c) for t in (q1, q2, rho)]
+        k, kd = jax.lax.map(lambda t: self.accurate_pair(*t), tuple(args))
+        return k.reshape(-1)[:n], kd.reshape(-1)[:n]
+
+    def refine_updates(self, flag: Array, q1: Array, q2: Array, rho: Array, *, batch: int = REFINE_BATCH,
+                       rounds: int = 4) -> tuple[Array, Array, Array, Array]:
+        """:meth:`accurate_pair` of the flagged entries, as updates for the flattened arrays.
+
+        Up to ``rounds`` rounds, each gathering at most ``batch`` flagged entries
+        (``jnp.nonzero`` with a static size); a round with nothing left to do is skipped
+        (``lax.cond``). Traceable and differentiable.
+
+        Args:
+          flag: bool array; q1, q2, rho broadcasting to its shape.
+        Returns:
+          (idx, k, kd, left): flat indices (rounds · batch,), n = flag.size where unused (drop them
+          when scattering: ``.at[idx].set(k, mode="drop")``), the two accurate duals there, and
+          whether flagged entries were left over (more than ``batch · rounds``).
+        """
+        shape = flag.shape
+        n = math.prod(shape)
+        size = max(1, min(batch, n))
+        q1, q2, rho, left = (jnp.broadcast_to(t, shape).reshape(-1) for t in (q1, q2, rho, flag))
+        dtype = jnp.result_type(q1, q2, rho, float)
+
+        def one(left):
+            idx = jnp.nonzero(left, size=size, fill_value=n)[0].astype(jnp.int32)
+            j = jnp.minimum(idx, n - 1)
+            k, kd = self._accurate_chunked(q1[j], q2[j], rho[j])
+            return left.at[idx].set(False, mode="drop"), (idx, k.astype(dtype), kd.astype(dtype))
+
+        def skip(left):
+            zero = jnp.zeros((size,), dtype)
+            return left, (jnp.full((size,), n, jnp.int32), zero, zero)
+
+        def step(left, _):
+            return jax.lax.cond(jnp.any(left), one, skip, left)
+
+        left, (idx, k, kd) = jax.lax.scan(step, left, None, length=rounds)
+        return idx.reshape(-1), k.reshape(-1), kd.reshape(-1), jnp.any(left)
+
+    def refine(self, flag: Array, q1: Array, q2: Array, rho: Array, k: Array, kd: Array, *,
+               batch: int = REFINE_BATCH, rounds: int = 4) -> tuple[Array, Array, Array]:
+        """Replace the flagged entries of the series values (k, kd) (of ``flag``'s shape) by
+        :meth:`accurate_pair` (:meth:`refine_updates`); returns (k, kd, any flagged entry left).
+
+        When nothing is flagged this costs one reduction (``lax.cond``). Gradients of refined
+        entries are those of the series (the rule's nodes move with ρ and have an infinite
+        derivative at |ρ| = 1)."""
+        shape = flag.shape
+        n = math.prod(shape)
+        if n == 0:
+            return k, kd, jnp.zeros((), bool)
+
+        def work(ops):
+            k, kd = ops
+            sg = jax.lax.stop_gradient
+            idx, kv, kdv, left = self.refine_updates(sg(flag), sg(q1), sg(q2), sg(rho), batch=batch, rounds=rounds)
+            j = jnp.minimum(idx, n - 1)
+
+            def put(a, v):  # the accurate value, differentiated as the series (no 0·∞ at |ρ| = 1)
+                a = a.reshape(-1)
+                return a.at[idx].add(sg(v.astype(a.dtype) - a[j]), mode="drop").reshape(shape)
+
+            return put(k, kv), put(kd, kdv), left
+
+        return jax.lax.cond(jnp.any(flag), work, lambda ops: (*ops, jnp.zeros((), bool)), (k, kd))
 
     def error_bound(self, k11: Array, k12: Array, k22: Array, terms: int | None = None) -> tuple[Array, Array]:
         """Bounds on |series − truth| of both dual maps: 2 Σ_parity √(T(q1)T(q2)) |ρ|^{K_parity}."""

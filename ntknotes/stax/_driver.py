@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
@@ -10,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import tiling
-from ..activations import warn_if_inaccurate
+from ..activations import SERIES_TOLERANCE, AccuracyWarning, warn_if_inaccurate
+from ..hermite_duals import refine_tolerance
 from .._checks import check_bool, check_finite, check_float_dtype, check_positive_int
 from . import _cntk, _fc
 from .base import _output_shape, is_multi
@@ -106,7 +108,8 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
         return (q[-1], th)
     # activations on the Hermite series: the tiles also return their largest relative error bound
     track = spec.act.uses_series and not is_traced(x1, x2, *consts)
-    bounds, qmax = [], []
+    bounds, qmax, left = [], [], []
+    tol = refine_tolerance(dtype if dtype is not None else x1.dtype)
 
     def prepare(xb):  # once per block: the diagonal pass and the per-point inputs of the tiles
         q, _, e = _fc.diag_jit(spec.act, xb, *consts, spec.depth, d)
@@ -115,10 +118,14 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
         return xb, q, e, _fc.point_jit(spec.act, q)
 
     def tile(a, b, same):
-        out = _fc.tile_jit(spec.act, a[0], b[0], a[1], b[1], a[2], b[2], *consts, d, same, track=track,
-                           p1=a[3], p2=b[3])
+        args = (spec.act, a[0], b[0], a[1], b[1], a[2], b[2], *consts, d, same)
+        # untraced: the fast path, rerun with the inaccurate pairs refined where its bound says so
+        out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine="never" if track else "auto")
+        if track and 0 < int(out[3]) <= _fc.TILE_CAPACITY:
+            out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine="always")
         if track:
             bounds.append(out[2])
+            left.append(int(out[3]))  # pairs left to the series (more than a tile refines)
             out = out[:2]
         return out
 
@@ -126,6 +133,13 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
     res = tiling.pairwise(tile, x1, x2, block=block, prepare=prepare)
     if bounds:
         warn_if_inaccurate(spec.act.name, jnp.stack(bounds), jnp.stack(qmax))
+        if sum(left) and float(jnp.max(jnp.stack(bounds))) <= SERIES_TOLERANCE:
+            warnings.warn(
+                f"{spec.act.name}: {sum(left)} kernel entries (tile by tile, each tile counting its own) keep "
+                f"Hermite-series duals with a relative error bound above {tol:.0e} (up to "
+                f"{float(jnp.max(jnp.stack(bounds))):.1e}): their tiles had more such pairs than the "
+                f"{_fc.TILE_CAPACITY} that are recomputed accurately (correlations near ±1 throughout, as in "
+                f"deep networks whose correlations converge to 1)", AccuracyWarning, stacklevel=3)
     return res
 
 

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import hermite_duals
 from ..activations import Activation
 from .layers import Dense, Elementwise
 
@@ -89,6 +90,8 @@ def match(net, in_shape: tuple) -> Optional[FCSpec]:
     return FCSpec(depth, acts[0].activation, sw2, sb2, a, b)
 
 
+_TILE_ROUNDS = 4  # refinement rounds per tile and layer: up to 4 × REFINE_BATCH pairs recomputed
+TILE_CAPACITY = _TILE_ROUNDS * hermite_duals.REFINE_BATCH  # tiles with more flagged pairs are not refined
 _SCALE_FROM = 2.0**100  # rows beyond this max |x| are rescaled (activations with a scaled_pair_fn)
 
 
@@ -179,19 +182,22 @@ def point_inputs(act: Activation, q: Array):
     Args:
       q: Σ^l(x, x) for l = 1..L+1 of a block of points, shape (L+1, B) (or (L+1,) + S).
     Returns:
-      For an activation on the Hermite series, ``(features, inv_root)``: the
+      For an activation on the Hermite series, ``(features, inv_root, tails)``: the
       :class:`ntknotes.hermite_duals.PointFeatures` of every point and layer (coefficients
-      (L, K, B), tail roots (L, B)) and 1/√q (L, B); ``None`` for other activations (closed forms
-      take the variances themselves; the homogeneous ones their roots, computed in the tile).
+      (L, K, B), tail roots (L, B)), 1/√q (L, B) and the normalized tails of the error bound
+      (:meth:`ntknotes.hermite_duals.HermiteDual.normalized_tails`, four (L, B) arrays); ``None``
+      for other activations (closed forms take the variances themselves; the homogeneous ones
+      their roots, computed in the tile).
     """
     if not act.uses_series:
         return None
     ql = q[:-1]
-    return act.hermite.layer_features(ql), _roots(ql)[1]
+    f = act.hermite.layer_features(ql)
+    return f, _roots(ql)[1], jax.vmap(act.hermite.normalized_tails)(f)  # layer by layer
 
 
 def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, e1=None, e2=None,
-                    track: bool = False, p1=None, p2=None):
+                    track: bool = False, p1=None, p2=None, refine: str = "auto"):
     """Off-diagonal pass over a block of pairs.
 
     Args:
@@ -207,10 +213,19 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, e
       p1, p2: for activations on the Hermite series, :func:`point_inputs` of the rows and of the
         columns, with their point axis placed to broadcast to S (e.g. coefficients (L, K, B1, 1)
         and (L, K, 1, B2)); ``None`` computes them here from q1 and q2.
+      refine: for activations on the Hermite series, how pairs whose error bound exceeds
+        :func:`ntknotes.hermite_duals.refine_tolerance` are handled: ``"always"`` recomputes them
+        in every layer (:meth:`ntknotes.hermite_duals.HermiteDual.refine`), ``"never"`` leaves
+        them (the fast path; the caller checks the returned bound and reruns with ``"always"``),
+        ``"auto"`` runs the fast path and, under ``lax.cond``, the refining one where needed.
+        ``collect`` always refines.
     Returns:
-      (Σ^{L+1}, Θ^{L+1}) (plus the bound if ``track``), or if ``collect`` the per-layer stacks
+      (Σ^{L+1}, Θ^{L+1}) (plus, if ``track``, the largest bound and the number of pairs whose
+      bound exceeds the refinement tolerance), or if ``collect`` the per-layer stacks
       (Σ^l, Σ̇^l, Θ^l, term_l).
     """
+    if refine not in ("auto", "never", "always"):
+        raise ValueError(f"refine must be 'auto', 'never' or 'always', got {refine!r}")
     c0 = gram / d
     hom = act.homogeneous_dual
     scaled = e1 is not None and act.scaled_pair_fn is not None
@@ -221,6 +236,7 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, e
     # point of the recursion that deep chaotic networks repel from, so a rounding error of a
     # duplicate pair would otherwise grow layer by layer
     snap = 1.0 - 8 * jnp.finfo(gram.dtype).eps
+    shape = jnp.broadcast_shapes(gram.shape, q1.shape[1:], q2.shape[1:])  # of the pairs
     if hom is not None:
         r1, i1 = _roots(q1)
         r2, i2 = _roots(q2)
@@ -236,20 +252,27 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, e
     elif act.uses_series and not scaled:
         p1 = point_inputs(act, q1) if p1 is None else p1
         p2 = point_inputs(act, q2) if p2 is None else p2
-        xs = (p1, p2, a[1:], b[1:])
+        xs = (p1, p2, q1[:-1], q2[:-1], a[1:], b[1:])
         hermite = act.hermite
+        tol = hermite_duals.refine_tolerance(gram.dtype)
 
-        def duals(s, x):
-            (f1, i1l), (f2, i2l) = x[:2]
+        def duals(s, x, refine=True):
+            (f1, i1l, n1), (f2, i2l, n2), k11, k22 = x[:4]
             rho = jnp.clip(s * i1l * i2l, -1.0, 1.0)
             rho = jnp.where(same | (rho > snap), 1.0, rho)
-            c, cd = hermite.pair(f1, f2, rho)
-            if not track:
-                return c, cd, 0.0
-            # the tail model is exact at |ρ| = 1 for equal variances (every pinned duplicate pair);
-            # equal 1/√q stands for equal q
+            # the tail model is exact at |ρ| = 1 for equal variances (every pinned duplicate pair),
+            # where equal 1/√q stands for equal q
             exact = (jnp.abs(rho) == 1.0) & (i1l == i2l)
-            return c, cd, jnp.where(exact, 0.0, hermite.relative_bound(f1, f2, rho))
+            rel = jnp.where(exact, 0.0, hermite.pair_bound(n1, n2, rho, f1.a.shape[0]))
+            c, cd = hermite.pair(f1, f2, rho)
+            if not refine:
+                return c, cd, rel
+            # pairs the series leaves inaccurate (near |ρ| = 1 for steep φ): the two-dimensional rule
+            c, cd, rel = (jnp.broadcast_to(t, shape) for t in (c, cd, rel))
+            flag = rel > tol
+            c, cd, left = hermite.refine(flag, k11, k22, rho, c, cd, rounds=_TILE_ROUNDS)
+            # refined pairs carry no bound, unless some flagged pair was left (then all keep theirs)
+            return c, cd, jnp.where(flag & ~left, 0.0, rel)
 
     else:
         first = 1 if scaled else 0
@@ -262,28 +285,6 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, e
                 return act.hermite.dual_and_derivative(k11, k12, k22, bound=True)
             return (*act.dual_and_derivative(k11, k12, k22), 0.0)
 
-    if not collect and act.uses_series and not scaled:
-        # The carry is (C^l, Ċ^l, Θ^l) and each step first forms Σ^{l+1} and Θ^{l+1} from it, so the
-        # step's outputs are the two duals themselves, one fusion each. Carrying (Σ, Θ) instead, XLA
-        # fuses the duals into the fusions of both Σ^{l+1} and Θ^{l+1} and, as the series are only
-        # multiplications and additions (which it duplicates freely), evaluates E[φφ] twice: 1.6×
-        # the time. The first step starts from (C^0, 0, 0) with (a_0, b_0), so Θ^1 = a_0 C^0 + b_0.
-        # With ``track`` the bound's running sum rides along in the carry.
-        def lagged(carry, x):
-            c, cd, th, err = carry
-            al, bl = x[-2:]
-            s = sw2 * c + sb2
-            th = th * (sw2 * cd) + al * c + bl
-            c, cd, rel = duals(s, x)
-            return (c, cd, th, err + rel), None
-
-        xs_lag = xs[:-2] + (a[:-1], b[:-1])
-        zero = jnp.zeros_like(c0)
-        err0 = jnp.zeros(jnp.broadcast_shapes(gram.shape, q1.shape[1:], q2.shape[1:]) if track else (), gram.dtype)
-        (c, cd, th, err), _ = jax.lax.scan(lagged, (c0, zero, zero, err0), xs_lag)
-        out = sw2 * c + sb2, th * (sw2 * cd) + a[-1] * c + b[-1]
-        return (*out, jnp.max(err)) if track else out
-
     def body(carry, x):
         s, th, err = carry
         al, bl = x[-2:]
@@ -293,18 +294,61 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, e
         th_new = th * sdot + al * c + bl
         return (s_new, th_new, err + rel), ((s_new, sdot, th_new, al * c + bl) if collect else None)
 
+    def scan_body(err0):
+        if scaled:
+            s, th, sdot2, s1, th1, term2 = _first_layer(act, c0, q1[0], q2[0], e1, e2, same, sw2, sb2, a, b)
+            first_layers = [(s1, jnp.ones_like(c0), th1, th1), (s, sdot2, th, term2)]
+        else:
+            s, th = sw2 * c0 + sb2, a[0] * c0 + b[0]
+            first_layers = [(s, jnp.ones_like(c0), th, th)]
+        (s, th, err), ys = jax.lax.scan(body, (s, th, err0), xs)
+        return s, th, err, first_layers, ys
+
+    if not collect and act.uses_series and not scaled and refine != "always":
+        # The carry is (C^l, Ċ^l, Θ^l) and each step first forms Σ^{l+1} and Θ^{l+1} from it, so the
+        # step's outputs are the two duals themselves, one fusion each. Carrying (Σ, Θ) instead, XLA
+        # fuses the duals into the fusions of both Σ^{l+1} and Θ^{l+1} and, as the series are only
+        # multiplications and additions (which it duplicates freely), evaluates E[φφ] twice: 1.6×
+        # the time. The first step starts from (C^0, 0, 0) with (a_0, b_0), so Θ^1 = a_0 C^0 + b_0.
+        # The bound's running sum over layers rides along in the carry.
+        def lagged(carry, x):
+            c, cd, th, err = carry
+            al, bl = x[-2:]
+            s = sw2 * c + sb2
+            th = th * (sw2 * cd) + al * c + bl
+            c, cd, rel = duals(s, x, refine=False)
+            return (c, cd, th, err + rel), None
+
+        xs_lag = xs[:-2] + (a[:-1], b[:-1])
+        zero = jnp.zeros_like(c0)
+        err0 = jnp.zeros(shape, gram.dtype)
+        (c, cd, th, err), _ = jax.lax.scan(lagged, (c0, zero, zero, err0), xs_lag)
+        fast = (jnp.broadcast_to(sw2 * c + sb2, shape), jnp.broadcast_to(th * (sw2 * cd) + a[-1] * c + b[-1], shape),
+                err)
+        # A tile where some pair's bound exceeds the tolerance in some layer is recomputed layer by
+        # layer with those pairs refined (the slow path); the others pay only this test.
+        flagged = jnp.sum(err > tol)
+        if refine == "never":
+            s, th, err = fast
+        else:
+            # A tile with at most TILE_CAPACITY pairs whose bound exceeds the tolerance (in some
+            # layer) is recomputed layer by layer with those pairs refined. More are left to the
+            # series (each refined pair costs ~1e5 evaluations of φ; deep softplus networks, whose
+            # correlations all approach 1, have bounds ~1e-8 on every pair): the caller warns with
+            # their count. Under lax.cond this costs the fast path about 25% on CPU, so untraced
+            # kernels take the fast path and decide in Python (_driver).
+            redo = (flagged > 0) & (flagged <= TILE_CAPACITY)
+            s, th, err = jax.lax.cond(redo, lambda _: scan_body(err0)[:3], lambda _: fast, None)
+            flagged = jnp.sum(err > tol)
+        return (s, th, jnp.max(err), flagged) if track else (s, th)
+
     # the bound's running sum: one entry per pair when tracked, else a scalar zero (no extra array)
-    err0 = jnp.zeros(jnp.broadcast_shapes(gram.shape, q1.shape[1:], q2.shape[1:]) if track else (), gram.dtype)
-    if scaled:
-        s, th, sdot2, s1, th1, term2 = _first_layer(act, c0, q1[0], q2[0], e1, e2, same, sw2, sb2, a, b)
-        first_layers = [(s1, jnp.ones_like(c0), th1, th1), (s, sdot2, th, term2)]
-    else:
-        s, th = sw2 * c0 + sb2, a[0] * c0 + b[0]
-        first_layers = [(s, jnp.ones_like(c0), th, th)]
-    (s, th, err), ys = jax.lax.scan(body, (s, th, err0), xs)
+    s, th, err, first_layers, ys = scan_body(jnp.zeros(shape if track else (), gram.dtype))
     if not collect:
-        return (s, th, jnp.max(err)) if track else (s, th)
-    shape = jnp.broadcast_shapes(gram.shape, q1.shape[1:], q2.shape[1:])
+        if not track:
+            return s, th
+        tol = hermite_duals.refine_tolerance(gram.dtype)
+        return s, th, jnp.max(err), jnp.sum(err > tol)
     heads = [jnp.stack([jnp.broadcast_to(f[i], shape) for f in first_layers]) for i in range(4)]
     return [jnp.concatenate([h, y], axis=0) for h, y in zip(heads, ys)]
 
@@ -336,9 +380,9 @@ def padded_width(n: int, itemsize: int) -> int:
     return n + (line // itemsize - n) % (2 * line // itemsize)
 
 
-@functools.partial(jax.jit, static_argnames=("act", "d", "same", "collect", "track"))
+@functools.partial(jax.jit, static_argnames=("act", "d", "same", "collect", "track", "refine"))
 def tile_jit(act, x1, x2, q1, q2, e1, e2, sw2, sb2, a, b, d, same: bool, collect: bool = False,
-             track: bool = False, p1=None, p2=None):
+             track: bool = False, p1=None, p2=None, refine: str = "auto"):
     """:func:`cross_recursion` of two blocks (B1, d), (B2, d) with their diagonal passes (L+1, B) and
     row exponents (B,) from :func:`diag_jit` and, for activations on the Hermite series, their
     :func:`point_jit` (computed here when ``None``).
@@ -365,7 +409,7 @@ def tile_jit(act, x1, x2, q1, q2, e1, e2, sw2, sb2, a, b, d, same: bool, collect
     p1 = jax.tree_util.tree_map(lambda t: t[..., :, None], p1)
     p2 = jax.tree_util.tree_map(lambda t: t[..., None, :], p2)
     out = cross_recursion(act, x1 @ x2.T, q1[:, :, None], q2[:, None, :], mask, d, sw2, sb2, a, b, collect,
-                          e1[:, None], e2[None, :], track, p1, p2)
+                          e1[:, None], e2[None, :], track, p1, p2, refine)
     if track and not collect:  # the bound is the largest over pairs (padded columns copy real ones)
-        return out[0][..., :n2], out[1][..., :n2], out[2]
+        return out[0][..., :n2], out[1][..., :n2], *out[2:]
     return type(out)(t[..., :n2] for t in out)
