@@ -21,6 +21,15 @@ coordinates (truncated at |z| = 11, split at 0); activations with kinks at 0 (Re
 angular panels are split exactly where ``u = 0`` or ``v = 0``, with a
 Gauss–Legendre rule in the radius. Both reach ~1e-12 on the closed forms.
 
+Accuracy (tests/test_reliability_accuracy.py, against a long-double reference): the closed forms
+keep 1e-12 relative accuracy (1e-15 of the map's Cauchy–Schwarz scale for values below 1e-3 of it)
+for variances from 1e-300 to 1e300 and correlations up to ±(1 - 1e-12) and ±1, apart from the
+maps' own conditioning at |ρ| → 1. They are written without products of variances (which overflow
+beyond ~1e154), with 1 - |r| as a sum of non-negative terms and arcsin r and 1 - r² from it (no
+cancellation near r = ±1), and sinh with expm1. The Hermite series is accurate to its bound, which is small
+except at |ρ| near 1 with large variances (for tanh, variances above ~2): there the dual maps
+issue an :class:`AccuracyWarning` (as do the kernels built on them).
+
 Constructors are cached, so ``relu() is relu()``; this lets jitted kernels
 reuse their compilation.
 """
@@ -29,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import warnings
 from typing import Callable, Optional
 
 import jax
@@ -41,6 +51,9 @@ from ._checks import check_covariance, check_positive, check_positive_int
 
 __all__ = [
     "Activation",
+    "AccuracyWarning",
+    "SERIES_TOLERANCE",
+    "warn_if_inaccurate",
     "get_activation",
     "relu",
     "leaky_relu",
@@ -154,8 +167,19 @@ def correlation(k11: Array, k12: Array, k22: Array) -> Array:
     m = jnp.maximum(k11, k22)
     ok = (k11 > 0) & (k22 > 0)
     safe = jnp.where(ok, m, 1.0)
-    denom = jnp.sqrt(jnp.where(ok, (k11 / safe) * (k22 / safe), 1.0))
-    return jnp.where(ok, jnp.clip((k12 / safe) / denom, -1.0, 1.0), 0.0)
+    prod = (k11 / safe) * (k22 / safe)
+    # variances more than ~1e308 apart: the ratio underflows; then ρ = k12 (1/√k11)(1/√k22). Behind a
+    # cond, as XLA would otherwise evaluate the fallback's square roots for every pair
+    normal = prod >= jnp.finfo(prod.dtype).tiny
+    denom = jnp.sqrt(jnp.where(ok & normal, prod, 1.0))
+    rho = (k12 / safe) / denom
+
+    def far(rho):
+        alt = (k12 * jax.lax.rsqrt(jnp.where(k11 > 0, k11, 1.0))) * jax.lax.rsqrt(jnp.where(k22 > 0, k22, 1.0))
+        return jnp.where(normal, rho, alt)
+
+    rho = jax.lax.cond(jnp.any(ok & ~normal), far, lambda r: r, rho)
+    return jnp.where(ok, jnp.clip(rho, -1.0, 1.0), 0.0)
 
 
 def _rho(k11: Array, k12: Array, k22: Array) -> Array:
@@ -231,6 +255,47 @@ def bivariate_expectation(
 
 
 # ----------------------------------------------------------------------------
+# accuracy of the Hermite-series duals
+# ----------------------------------------------------------------------------
+SERIES_TOLERANCE = 1e-5  # relative error bound above which the Hermite-series duals warn
+
+
+class AccuracyWarning(UserWarning):
+    """The certified error bound of a result exceeds :data:`SERIES_TOLERANCE` (Hermite-series duals)."""
+
+
+def warn_if_inaccurate(name: str, relative_bound: Array, *variances: Array) -> None:
+    """Warn (:class:`AccuracyWarning`) when concrete relative error bounds exceed :data:`SERIES_TOLERANCE`.
+
+    The Hermite series of an activation without a closed form (tanh, SiLU, softplus, ...) keeps
+    K = 64 terms plus a modelled tail. Its error is bounded (:meth:`Activation.dual_error_bound`)
+    and vanishes at |ρ| = 1 for equal variances, but near |ρ| = 1 it grows with the variance q:
+    φ(√q z) steepens, its Hermite coefficients decay slowly, and the bound reaches ~1e-2 for tanh
+    at q ≈ 30 (the actual error is typically 20 times smaller). Pairs whose bound exceeds
+    :func:`ntknotes.hermite_duals.refine_tolerance` are recomputed by a two-dimensional rule
+    (:meth:`ntknotes.hermite_duals.HermiteDual.accurate_pair`) and carry no bound, so this warns only
+    where more such pairs came at once than are recomputed (256 × 64 per dual-map call, 256 × 4 per
+    kernel tile and layer). Traced values (under ``jax.jit``) cannot be inspected and are not checked.
+    """
+    try:
+        worst = float(np.max(np.asarray(relative_bound), initial=0.0))
+        qmax = max((float(np.max(np.asarray(v), initial=0.0)) for v in variances), default=float("nan"))
+    except Exception:  # a JAX tracer: no values to check
+        return
+    if worst > SERIES_TOLERANCE:
+        warnings.warn(
+            f"{name}: the Hermite-series dual maps are certified only to a relative error of {worst:.1e} "
+            f"here (tolerance {SERIES_TOLERANCE:.0e}; the actual error is typically ~20 times smaller). "
+            f"The 64-term series converges slowly at correlations near ±1 when the pre-activation "
+            f"variance is large (here up to {qmax:.3g}; for tanh the bound stays below 1e-5 only for "
+            f"variances up to about 2), and more such pairs came at once than are recomputed by the "
+            f"accurate rule: rescale the inputs, lower sigma_w or pass fewer points per call",
+            AccuracyWarning,
+            stacklevel=3,
+        )
+
+
+# ----------------------------------------------------------------------------
 # the Activation record
 # ----------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -255,6 +320,10 @@ class Activation:
       fast_series: False keeps the two-dimensional quadrature for an activation without a
         closed form (the Hermite polynomials of :func:`hermite_series`, whose deep-limit tests
         iterate the dual map at an unstable fixed point and need ρ = 1 ↦ 1 to the last ulp).
+      scaled_pair_fn: for activations whose duals stay finite as the variances leave float64's range
+        (erf), ``(k11, k12, k22, e1, e2) -> (E[φφ], 2^{e1+e2} E[φ'φ'])`` at the covariance
+        (4^{e1} k11, 2^{e1+e2} k12, 4^{e2} k22), e1, e2 integer arrays; the fused kernels use it for the
+        first layer of inputs beyond |x| ~ 1e30, whose x·x'/d may overflow; ``None`` otherwise.
 
     Instances compare and hash by identity; the constructors below are cached.
     """
@@ -269,6 +338,7 @@ class Activation:
     dual_pair_fn: Optional[Callable[[Array, Array, Array], tuple[Array, Array]]] = None
     hermite_terms: int = hermite_duals.DEFAULT_TERMS
     fast_series: bool = True
+    scaled_pair_fn: Optional[Callable[[Array, Array, Array, Array, Array], tuple[Array, Array]]] = None
 
     # -- evaluation --------------------------------------------------------
     def __call__(self, z: Array) -> Array:
@@ -307,7 +377,8 @@ class Activation:
         """E[φ(u)φ(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]); arrays broadcast.
 
         Closed form where known, otherwise the Hermite series of :attr:`hermite`
-        (error bounded by :meth:`dual_error_bound`).
+        (error bounded by :meth:`dual_error_bound`; an :class:`AccuracyWarning` when that bound
+        exceeds :data:`SERIES_TOLERANCE` of the map's scale, for concrete inputs).
 
         Raises:
           ValueError: for concrete inputs that are not a covariance (a negative variance, NaN,
@@ -362,7 +433,8 @@ class Activation:
         if self.has_closed_form or not self.fast_series:
             return self.dual(k11, k12, k22), self.dual_derivative(k11, k12, k22)
         shape = jnp.broadcast_shapes(k11.shape, k12.shape, k22.shape)
-        k, kd = self.hermite.dual_and_derivative(k11, k12, k22)
+        k, kd, rel = self.hermite.dual_and_derivative(k11, k12, k22, bound=True)
+        warn_if_inaccurate(self.name, rel, k11, k22)
         return jnp.broadcast_to(k, shape), jnp.broadcast_to(kd, shape)
 
     def dual_error_bound(self, k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
@@ -464,6 +536,8 @@ def _scaled(act: Activation, c: float) -> Activation:
     unit = (lambda r: tuple(c2 * v for v in hom(r))) if hom is not None else None
     both = act.dual_pair_fn
     pair = (lambda a, b, d: tuple(c2 * v for v in both(a, b, d))) if both is not None else None
+    big = act.scaled_pair_fn
+    scaled_pair = (lambda a, b, d, e1, e2: tuple(c2 * v for v in big(a, b, d, e1, e2))) if big is not None else None
     return Activation(
         name=f"{c:.6g}*{act.name}",
         fn=lambda z: c * fn(z),
@@ -475,6 +549,7 @@ def _scaled(act: Activation, c: float) -> Activation:
         dual_pair_fn=pair,
         hermite_terms=act.hermite_terms,
         fast_series=act.fast_series,
+        scaled_pair_fn=scaled_pair,
     )
 
 
@@ -501,6 +576,7 @@ _ASIN_COEFFS = (
 
 
 _INV_2PI = 0.5 / math.pi
+_SQRT_HALF = math.sqrt(0.5)
 
 
 def arccos(rho: Array) -> Array:
@@ -587,24 +663,119 @@ def arcsin(x: Array) -> Array:
     return jnp.where(x < 0, -out, out)
 
 
-def _inv_sqrt_1p2q(k: Array) -> Array:
-    """1/√(1 + 2k): the erf duals' per-point factor (finite for any k >= 0)."""
-    return jax.lax.rsqrt(1.0 + 2.0 * jnp.maximum(k, 0.0))
+def _pair_correlation(k11: Array, k12: Array, k22: Array) -> Array:
+    """ρ for the closed forms, cheaply: k12 (1/√k11)(1/√k22) with the factors on k11's and k22's own
+    shapes (two products per pair, no product of variances, so any variances in range work), 0 where
+    a variance vanishes, and snapped to ±1 within 8 ulp of it, as the ReLU path does: identical
+    points (k12 = k11 = k22, ρ computed within 3 ulp of 1) get exactly 1, which matters at large
+    variances, where 1 - ρ² multiplies huge terms (:func:`_one_minus_abs_r`). A comparison-based
+    pin costs a third more; :func:`correlation` spends divisions per pair for a last ulp."""
+    pos1, pos2 = k11 > 0, k22 > 0
+    i1 = jnp.where(pos1, jax.lax.rsqrt(jnp.where(pos1, k11, 1.0)), 0.0)
+    i2 = jnp.where(pos2, jax.lax.rsqrt(jnp.where(pos2, k22, 1.0)), 0.0)
+    rho = (k12 * i1) * i2
+    snap = 1.0 - 8 * jnp.finfo(rho.dtype).eps
+    return jnp.where(rho > snap, 1.0, jnp.where(rho < -snap, -1.0, rho))
+
+
+def _one_minus_abs_r(rho: Array, w1: Array, w2: Array) -> Array:
+    """1 - |r| for r = ρ (1 - w1)(1 - w2), w_i in [0, 1], as (1 - |ρ|) + |ρ| (w1 + w2 - w1 w2).
+
+    Both terms are >= 0, so nothing cancels: the closed forms below have r = ρ √u1 √u2 with
+    per-point 1 - √u_i = w_i known accurately, and this keeps 1 - |r| (hence arcsin r near ±1 and
+    1 - r² in the derivative maps) accurate where forming r first would round it away: on the
+    diagonal of an erf kernel at variance q, 1 - r ≈ 1/(2q) is below the rounding of r once q > 1e16,
+    and asin r would then be off by √ulp ~ 1e-8. Two products and four sums per pair, no division.
+    """
+    a = jnp.abs(rho)
+    return (1.0 - a) + a * (w1 + w2 - w1 * w2)
+
+
+def _asin_parts(r: Array, onem: Array) -> tuple[Array, Array]:
+    """(big, s) with asin|r| = π/2 - 2s where ``big`` (|r| > 1/2) and s elsewhere, given onem = 1 - |r|."""
+    a = jnp.minimum(jnp.abs(r), 1.0)
+    big = a > 0.5
+    t = jnp.where(big, jnp.sqrt(0.5 * jnp.maximum(onem, 0.0)), a)
+    return big, _asin_small(t)
+
+
+def _arcsin_onem(r: Array, onem: Array) -> Array:
+    """arcsin r from r and onem = 1 - |r| (see :func:`_asin_parts`)."""
+    big, s = _asin_parts(r, onem)
+    out = jnp.where(big, 0.5 * math.pi - 2.0 * s, s)
+    return jnp.where(r < 0, -out, out)
+
+
+def _quarter_plus_asin_over_2pi(r: Array, onem: Array) -> Array:
+    """1/4 + asin(r)/2π = arccos(-r)/2π from r and onem = 1 - |r|, exactly 0 at r = -1 (no cancellation)."""
+    big, s = _asin_parts(r, onem)
+    acos_abs = jnp.where(big, 2.0 * s, 0.5 * math.pi - s)  # arccos |r|
+    return _INV_2PI * jnp.where(r < 0, acos_abs, math.pi - acos_abs)
+
+
+def _scaled_one_minus_r2(t1sq: Array, t2sq: Array, u1: Array, u2: Array, rho: Array,
+                         p1: Array, p2: Array) -> tuple[Array, Array]:
+    """(m, P) with 1 - r² = m·4^P, for r = ρ √(u1 u2), u_i = 1 - t_i², when the t_i² given are 4^{p_i}
+    times the true ones (the scaled first layer of :func:`_erf_pair_scaled`, where 1 - r² itself
+    may be far below float64's range).
+
+    1 - r² = t1² t2² + u1 t2² + u2 t1² + u1 u2 (1 - ρ²), a sum of non-negative terms; P is the
+    largest power of 4 among the non-zero ones, and the others are scaled to it exactly (ldexp).
+    """
+    terms = (t1sq * t2sq, u1 * t2sq, u2 * t1sq, u1 * u2 * ((1.0 - rho) * (1.0 + rho)))
+    powers = (-(p1 + p2), -p2, -p1, jnp.zeros_like(p1 + p2))  # the true term is term · 4^power
+    low = jnp.iinfo(jnp.int32).min // 4
+    top = functools.reduce(jnp.maximum, [jnp.where(t > 0, pw, low) for t, pw in zip(terms, powers)])
+    total = sum(jnp.ldexp(t, 2 * (pw - top)) for t, pw in zip(terms, powers))
+    return total, top
+
+
+def _erf_pair_scaled(k11: Array, k12: Array, k22: Array, e1: Array, e2: Array) -> tuple[Array, Array]:
+    """erf duals of the covariance (4^{e1} k11, 2^{e1+e2} k12, 4^{e2} k22) for integer arrays e1, e2 >= 0.
+
+    Returns (E[erf erf], 2^{e1+e2} E[erf' erf']): the first is scale-free, the second is the derivative
+    dual times the scale of k12, which is what the NTK needs (Θ¹ = 2^{e1+e2} Θ̃¹ multiplies it). Inputs
+    with |x| ~ 1e200 have first-layer variances ~1e400 (beyond float64) whose erf duals are finite:
+    with t̃_i = 1/√(4^{-e_i} + 2k_ii) = 2^{e_i}/√(1 + 2·true k_ii), r = 2 k12 t̃1 t̃2 needs no scale at all,
+    and 1 - r² is formed as a sum of terms with explicit powers of 4 (:func:`_scaled_one_minus_r2`).
+    With e1 = e2 = 0 this is :func:`_erf_pair`, which is cheaper (no powers of two per pair).
+    """
+    k11, k22 = jnp.maximum(k11, 0.0), jnp.maximum(k22, 0.0)
+    a1 = jax.lax.rsqrt(jnp.ldexp(jnp.ones_like(k11), -2 * e1) + 2.0 * k11)  # t̃_1
+    a2 = jax.lax.rsqrt(jnp.ldexp(jnp.ones_like(k22), -2 * e2) + 2.0 * k22)
+    t1sq, t2sq = a1 * a1, a2 * a2  # 4^{e_i} t_i²
+    u1, u2 = 2.0 * k11 * t1sq, 2.0 * k22 * t2sq  # scale-free, in [0, 1)
+    rho = _pair_correlation(k11, k12, k22)
+    r = rho * (jnp.sqrt(u1) * jnp.sqrt(u2))  # = 2 k12 t1 t2, consistent with ρ (exactly ±1 with it)
+    om, top = _scaled_one_minus_r2(t1sq, t2sq, u1, u2, rho, e1, e2)  # (1 - r²) = om · 4^{top}
+    om = jnp.maximum(om, jnp.finfo(om.dtype).tiny)
+    # 2^{e1+e2} (4/π) t1 t2 / √(1 - r²) = (4/π) t̃1 t̃2 / √om · 2^{-top}
+    ddual = jnp.ldexp((4.0 / math.pi) * (a1 * a2) * jax.lax.rsqrt(om), -top)
+    onem = jnp.ldexp(om, 2 * top) / (1.0 + jnp.abs(r))  # 1 - |r| (first layer of huge inputs only)
+    return (2.0 / math.pi) * _arcsin_onem(r, onem), ddual
 
 
 def _erf_pair(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
-    """erf duals with per-point factors t = 1/√(1+2k) computed on k11's and k22's own shapes.
+    """erf duals with per-point factors computed on k11's and k22's own shapes.
 
-    r = 2 k12 t1 t2; E[erf erf] = (2/π) arcsin r; E[erf' erf'] = (4/π) t1 t2 / √(1 - r²).
-    No product of variances is formed, so any variance in range works. At k11 = k12 = k22 = q,
-    1 - r² = (1 + 4q)/(1 + 2q)² > 0, so the derivative stays finite on the diagonal.
+    With t_i = 1/√(1 + 2k_ii) and u_i = 2k_ii t_i², r = 2 k12 t1 t2 = ρ √u1 √u2 and
+    E[erf erf] = (2/π) arcsin r, E[erf' erf'] = (4/π) t1 t2 / √(1 - r²). Per point, 1 - √u_i =
+    t_i²/(1 + √u_i); per pair, 1 - |r| from :func:`_one_minus_abs_r` and 1 - r² = (1 - |r|)(1 + |r|),
+    so nothing cancels near r = ±1 and no product of variances is formed (any variance in range
+    works). At k11 = k12 = k22 = q, 1 - r² = (1 + 4q)/(1 + 2q)² > 0: the derivative map is finite
+    on the diagonal.
     """
-    t1, t2 = _inv_sqrt_1p2q(k11), _inv_sqrt_1p2q(k22)
-    t12 = t1 * t2
-    r = jnp.clip(2.0 * k12 * t12, -1.0, 1.0)
-    # 1 - r² for r = 2k t² near 1 (k11 = k12 = k22 = k): (1 + 4k) t⁴ exactly, rounding-safe
-    one_minus = jnp.maximum((1.0 - r) * (1.0 + r), jnp.finfo(r.dtype).tiny)
-    return (2.0 / math.pi) * arcsin(r), (4.0 / math.pi) * t12 * jax.lax.rsqrt(one_minus)
+    k11, k22 = jnp.maximum(k11, 0.0), jnp.maximum(k22, 0.0)
+    # t_i and u_i = 2k/(1 + 2k) without forming 1 + 2k (inf for k > 9e307) or 1/(1 + 2k) alone
+    # (subnormal there, and XLA flushes subnormals to zero)
+    t1, t2 = _SQRT_HALF * jax.lax.rsqrt(0.5 + k11), _SQRT_HALF * jax.lax.rsqrt(0.5 + k22)
+    su1, su2 = jnp.sqrt(k11 / (0.5 + k11)), jnp.sqrt(k22 / (0.5 + k22))  # √u_i
+    w1, w2 = (t1 * t1) / (1.0 + su1), (t2 * t2) / (1.0 + su2)  # 1 - √u_i
+    rho = _pair_correlation(k11, k12, k22)
+    r = rho * (su1 * su2)
+    onem = _one_minus_abs_r(rho, w1, w2)
+    om = jnp.maximum(onem * (2.0 - onem), jnp.finfo(onem.dtype).tiny)  # 1 - r²
+    return (2.0 / math.pi) * _arcsin_onem(r, onem), (4.0 / math.pi) * (t1 * t2) * jax.lax.rsqrt(om)
 
 
 def _erf_dual(k11: Array, k12: Array, k22: Array) -> Array:
@@ -615,8 +786,6 @@ def _erf_dual_deriv(k11: Array, k12: Array, k22: Array) -> Array:
     return _erf_pair(k11, k12, k22)[1]
 
 
-
-
 def _gelu_pair(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
     """GELU duals E[φφ], E[φ'φ'] for φ(z) = z Φ(z), in closed form.
 
@@ -624,19 +793,27 @@ def _gelu_pair(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
     Stein's lemma and Gaussian tilting; checked against scipy quadrature in tests/test_activation_duals.py):
       E[φφ]   = k12 (1/4 + asin(r)/2π) + (k11 k22 + k12² (1/p1 + 1/p2 - 1)) / (2π √D)
       E[φ'φ'] = 1/4 + asin(r)/2π + k12/(2π √D) · (1/p1 + 1/p2 + 1/D)
-    √D is formed as √p1 √p2 √((1-r)(1+r)), never as a product of variances; at
-    k11 = k12 = k22 = q, D = 1 + 2q > 0, so both maps are smooth at ρ = 1.
+    Evaluated without products of variances (which overflow beyond ~1e154) and without cancellation:
+    1 - r² from :func:`_one_minus_abs_r` (u_i = k_ii/p_i), and k11 k22 + k12² (1/p1 + 1/p2 - 1)
+    = k11 k22 [(1 - ρ²) + ρ² (1/p1 + 1/p2)], both terms non-negative, divided by √D as
+    (k11/√p1)(k22/√p2)/√(1 - r²). At k11 = k12 = k22 = q, D = 1 + 2q > 0, so both maps are smooth at ρ = 1.
     """
-    i1, i2 = jax.lax.rsqrt(1.0 + jnp.maximum(k11, 0.0)), jax.lax.rsqrt(1.0 + jnp.maximum(k22, 0.0))
+    k11, k22 = jnp.maximum(k11, 0.0), jnp.maximum(k22, 0.0)
+    i1, i2 = jax.lax.rsqrt(1.0 + k11), jax.lax.rsqrt(1.0 + k22)
     ip1, ip2 = i1 * i1, i2 * i2
-    r = jnp.clip(k12 * (i1 * i2), -1.0, 1.0)
-    # 1 - r² = D/(p1 p2); for r near 1 use D = p1 + p2 - 1 + (k11 k22 - k12²) when k12² ~ k11 k22
-    one_minus = (1.0 - r) * (1.0 + r)
-    inv_sqrt_d = (i1 * i2) * jax.lax.rsqrt(jnp.maximum(one_minus, jnp.finfo(r.dtype).tiny))
-    base = 0.25 + _INV_2PI * arcsin(r)
-    c = _INV_2PI * inv_sqrt_d
-    dual = k12 * base + c * (k11 * k22 + k12 * k12 * (ip1 + ip2 - 1.0))
-    ddual = base + c * k12 * (ip1 + ip2 + inv_sqrt_d * inv_sqrt_d)
+    su1, su2 = jnp.sqrt(k11 / (1.0 + k11)), jnp.sqrt(k22 / (1.0 + k22))  # √u_i, u_i = k_ii/p_i (not k·ip:
+    w1, w2 = ip1 / (1.0 + su1), ip2 / (1.0 + su2)  # ip is subnormal, flushed to 0, beyond 4e307); 1 - √u_i
+    rho = _pair_correlation(k11, k12, k22)
+    r = rho * (su1 * su2)  # = k12/√(p1 p2), consistent with ρ
+    onem = _one_minus_abs_r(rho, w1, w2)
+    om = jnp.maximum(onem * (2.0 - onem), jnp.finfo(onem.dtype).tiny)  # 1 - r² = D/(p1 p2)
+    ro = jax.lax.rsqrt(om)
+    c = _INV_2PI * ro  # √(p1 p2)/(2π √D)
+    base = _quarter_plus_asin_over_2pi(r, onem)  # 1/4 + asin(r)/2π, accurate near r = ±1
+    # k11 k22 (1 - ρ²) + k12² (1/p1 + 1/p2) = (k11 k22)·[(1 - ρ²) + ρ² (1/p1 + 1/p2)], over √(p1 p2)
+    rho2 = rho * rho
+    dual = k12 * base + c * (((k11 * i1) * (k22 * i2)) * ((1.0 - rho2) + rho2 * (ip1 + ip2)))
+    ddual = base + c * r * (ip1 + ip2 + (ip1 * ip2) * (ro * ro))
     return dual, ddual
 
 
@@ -697,6 +874,7 @@ def erf() -> Activation:
         dual_deriv_fn=_erf_dual_deriv,
         smooth=True,
         dual_pair_fn=_erf_pair,
+        scaled_pair_fn=_erf_pair_scaled,
     )
 
 
@@ -734,13 +912,19 @@ def identity() -> Activation:
 def _sin_duals(w2: float, k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
     """e^{-w²(k11+k22)/2} (sinh, cosh)(w² k12) as ½(e^{-w² m_-} ∓ e^{-w² m_+}), m_± = (k11+k22)/2 ± k12.
 
-    Both exponents are <= 0 for a covariance (|k12| <= (k11+k22)/2), so nothing overflows
-    (the product form gives inf·0 = NaN once w² k12 > ~710).
+    Both exponents are <= 0 for a covariance (|k12| <= (k11+k22)/2), so nothing overflows (the
+    product form gives inf·0 = NaN once w² k12 > ~710). The difference (sinh) is formed with expm1,
+    ½ e^{-w² m_∓}·(1 - e^{-2w²|k12|}), so it keeps its relative accuracy for small variances (the plain
+    difference of exponentials is 0 once w² k12 < 1e-16, e.g. inputs of norm 1e-150).
     """
     mean = 0.5 * (k11 + k22)
     e_minus = jnp.exp(-w2 * jnp.maximum(mean - k12, 0.0))
     e_plus = jnp.exp(-w2 * jnp.maximum(mean + k12, 0.0))
-    return 0.5 * (e_minus - e_plus), 0.5 * w2 * (e_minus + e_plus)
+    pos = k12 >= 0
+    k_pos, k_neg = jnp.where(pos, k12, 0.0), jnp.where(pos, 0.0, k12)  # where, not abs: exact gradients at 0
+    sinh_part = jnp.where(pos, -0.5 * e_minus * jnp.expm1(-2.0 * w2 * k_pos),
+                          0.5 * e_plus * jnp.expm1(2.0 * w2 * k_neg))
+    return sinh_part, 0.5 * w2 * (e_minus + e_plus)
 
 
 @functools.lru_cache(maxsize=None)

@@ -19,15 +19,32 @@ because Σ_k a_k² = E[φ(√q Z)²] and Σ_k (-1)^k a_k² = E[φ(√q Z) φ(-�
 modelled per parity as √(T(q1) T(q2)) ρ^{K_p} (1 - μ)/(1 - μ ρ²), a geometric tail a_k² ∝ μ^{k/2}
 with μ = √(μ1 μ2) and μ_i = T/(T + a_last²) matched to each point's last kept coefficient
 (K_e, K_o the first even and odd index >= K; T itself is the direct sum of the coefficients
-K..K+111 plus the remainder of E[φ²] when that exceeds rounding). This is exact at ρ = ±1 when q1 = q2 (every diagonal entry of a kernel,
-and parallel points of equal norm), where the series converges slowly, and by Cauchy–Schwarz
-the true tail of each parity lies within √(T(q1) T(q2)) |ρ|^{K_p} of zero, so::
+K..K+111 plus the remainder of E[φ²] when that exceeds rounding). This is exact at ρ = ±1 when
+q1 = q2 (every diagonal entry of a kernel, and parallel points of equal norm), where the series
+converges slowly, and by Cauchy–Schwarz the true tail of each parity lies within √(T(q1) T(q2)) |ρ|^{K_p} of zero, so::
 
     |error| <= 2 (√(T_e(q1) T_e(q2)) |ρ|^{K_e} + √(T_o(q1) T_o(q2)) |ρ|^{K_o})
 
 (plus ~1e-12 from the tables), which :meth:`HermiteDual.error_bound` returns. The bound is
 small unless |ρ| is near 1 *and* φ(√q z) is steep (large q for tanh-like activations, whose
-coefficients decay slowly).
+coefficients decay slowly). Checked against nested adaptive quadrature for tanh at q = 900
+(tests/test_reliability_accuracy.py): exact to 1e-10 at ρ = 0.5 and ρ = 1, but 0.3% and 14%
+off (dual and derivative dual) at ρ = 0.999, inside the bound. :meth:`HermiteDual.relative_bound`
+gives the bound relative to each map's scale.
+
+Where that relative bound exceeds :func:`refine_tolerance` (1e-11 in float64), the dual maps
+(:meth:`HermiteDual.dual_and_derivative`) and the fused kernels (:mod:`ntknotes.stax._fc`)
+recompute the pair by :meth:`HermiteDual.accurate_pair`, a two-dimensional product rule that
+stays accurate as |ρ| → 1 (u = √q1 z, v = √q2 (ρ z + √(1-ρ²) w), Gauss–Legendre panels in z and
+in w placed where the arguments of φ cross its steep region). Checked against nested adaptive
+scipy quadrature (tests/test_activation_duals.py) for tanh, SiLU and softplus at q = 1e-3..1e3
+and ρ up to ±(1 - 1e-12): within 3e-13 of each value (or of 1e-3 of the Cauchy–Schwarz scale),
+for both maps. The rule resolves φ whose structure lies within |φ argument| <~ 32 plus slow
+variation (not, e.g., cos z at q = 900, whose ~170 oscillations neither it nor the tables
+resolve). The flagged pairs are gathered (``jnp.nonzero`` with a static size) a batch at a time,
+so a call where none is flagged pays only the bound and one test; the dual maps and kernels warn
+(:class:`ntknotes.activations.AccuracyWarning`) when more were flagged than are recomputed and the
+remaining bound exceeds 1e-5.
 
 The coefficients and tails are tabulated once per activation, in float64, as piecewise
 Chebyshev interpolants in log q over [q_min, q_max] (each value from a one-dimensional
@@ -72,6 +89,32 @@ _EXTRA_TERMS = 112  # coefficients K..K+111 are summed directly into the tails
 _NOISE = 256 * np.finfo(np.float64).eps  # remainders below this fraction of E[φ²] are rounding
 _U_EDGES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # panel edges in u = √q z
 
+# the accurate two-dimensional rule of HermiteDual.accurate_pair (pairs the series leaves inaccurate)
+_ACC_EDGES = (0.0,) + tuple(s * e for e in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0) for s in (1.0, -1.0))
+_ACC_CUT = 9.0  # |z|, |w| beyond this carry Gaussian mass below 1e-18
+_ACC_GRID = 18  # uniform panels over [-_ACC_CUT, _ACC_CUT]
+_ACC_NODES = 12  # Gauss–Legendre nodes per panel
+_ACC_CHUNK = 8  # pairs evaluated at once (8 pairs hold ~1.8e6 nodes)
+REFINE_BATCH = 256  # flagged pairs gathered per refinement round
+_MAX_ROUNDS = 64  # refinement rounds of one dual-map call at most
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def refine_tolerance(dtype) -> float:
+    """Relative error bound above which a pair's series value is replaced by :meth:`HermiteDual.accurate_pair`:
+    1e-11 in float64 (the actual error is then below ~1e-12), 1e-5 in float32."""
+    return 1e-11 if jnp.dtype(dtype).itemsize >= 8 else 1e-5
+
+
+def _panel_rule(edges: Array) -> tuple[Array, Array]:
+    """Gauss–Legendre nodes and weights (..., P·n) on the panels between sorted edges (..., P+1)."""
+    x, w = np.polynomial.legendre.leggauss(_ACC_NODES)
+    x, w = jnp.asarray(x, edges.dtype), jnp.asarray(w, edges.dtype)
+    half = 0.5 * (edges[..., 1:] - edges[..., :-1])
+    mid = 0.5 * (edges[..., 1:] + edges[..., :-1])
+    shape = edges.shape[:-1] + (-1,)
+    return (mid[..., None] + half[..., None] * x).reshape(shape), (half[..., None] * w).reshape(shape)
+
 
 class PointFeatures(NamedTuple):
     """Per-point data of φ(√q z): coefficient arrays (..., K) and the tail roots (...,)."""
@@ -99,7 +142,8 @@ def _line_rules(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nodes z (Q, M) and weights (Q, M) with Σ w f(z) ≈ E[f(Z)], panels adapted to each √q."""
     s = np.sqrt(q)[:, None]
     edges = np.concatenate(
-        [np.minimum(np.asarray(_U_EDGES)[None, :] / s, _Z_CUT), np.broadcast_to(np.arange(0.0, _Z_CUT + 1.0), (q.size, 16))],
+        [np.minimum(np.asarray(_U_EDGES)[None, :] / s, _Z_CUT),
+         np.broadcast_to(np.arange(0.0, _Z_CUT + 1.0), (q.size, 16))],
         axis=1,
     )
     edges = np.sort(edges, axis=1)
@@ -283,6 +327,21 @@ class HermiteDual:
         roots = [jnp.where(nan, jnp.nan, jnp.sqrt(tl * scale_tail)) for tl in tails]
         return PointFeatures(a, b, *roots)
 
+    def layer_features(self, q: Array, terms: int | None = None) -> PointFeatures:
+        """:meth:`features` of variances q of shape (L,) + S, one row q[l] at a time, row axis first.
+
+        Returns PointFeatures with ``a``, ``b`` of shape (L, K) + S and tail roots (L,) + S, the
+        layout a ``lax.scan`` over the L rows (the layers of a kernel recursion) takes. Row by row
+        (``lax.map``) the table lookup holds |S| × 25 × (2K + 4) numbers at a time instead of L
+        times as many (L = 10 rows of 512 points in float64: 13 MB instead of 135 MB, and about
+        20× faster on CPU).
+        """
+        q = jnp.asarray(q)
+        if q.ndim < 1:
+            raise ValueError(f"q must have a leading row axis, got shape {q.shape}")
+        _check_range(q)
+        return jax.lax.map(lambda row: self.features(row, terms), q)
+
     def _terms_for(self, dtype, terms: int | None) -> int:
         if terms is not None:
             if isinstance(terms, bool) or not isinstance(terms, int) or not 1 <= terms <= self.terms:
@@ -328,14 +387,193 @@ class HermiteDual:
         ddual = self._series(f1.b, f2.b, f1.tb_even, f2.tb_even, f1.tb_odd, f2.tb_odd, rho)
         return dual, ddual
 
-    def dual_and_derivative(self, k11: Array, k12: Array, k22: Array, terms: int | None = None) -> tuple[Array, Array]:
-        """Both dual maps for broadcastable (k11, k12, k22); per-point work stays on k11's and k22's shapes."""
+    def dual_and_derivative(self, k11: Array, k12: Array, k22: Array, terms: int | None = None, *,
+                            bound: bool = False, refine: bool = True) -> tuple[Array, ...]:
+        """Both dual maps for broadcastable (k11, k12, k22); per-point work stays on k11's and k22's shapes.
+
+        Pairs whose :meth:`relative_bound` exceeds :func:`refine_tolerance` (near |ρ| = 1 for steep
+        φ) are recomputed by :meth:`accurate_pair` (``refine=False``: the series values as they
+        are), up to ``REFINE_BATCH · 64`` pairs per call. With ``bound=True`` a third array is
+        returned: the relative error bound of each pair, 0 for refined pairs.
+        """
         from .activations import correlation  # local: activations imports this module
 
         _check_range(k11)
         _check_range(k22)  # before either point's features build the tables
         rho = correlation(k11, k12, k22)
-        return self.pair(self.features(k11, terms), self.features(k22, terms), rho)
+        f1, f2 = self.features(k11, terms), self.features(k22, terms)
+        k, kd = self.pair(f1, f2, rho)
+        if not bound and not refine:
+            return k, kd
+        # the tail model is exact at ρ = ±1 for equal variances (every pinned diagonal entry)
+        exact = (jnp.abs(rho) == 1.0) & (jnp.asarray(k11) == jnp.asarray(k22))
+        rel = jnp.where(exact, 0.0, self.relative_bound(f1, f2, rho))
+        if refine:
+            shape = jnp.broadcast_shapes(k.shape, kd.shape, rel.shape)
+            k, kd, rel = (jnp.broadcast_to(t, shape) for t in (k, kd, rel))
+            n = math.prod(shape)
+            rounds = max(1, min(-(-n // REFINE_BATCH), _MAX_ROUNDS))
+            flag = rel > refine_tolerance(k.dtype)
+            k, kd, left = self.refine(flag, k11, k22, rho, k, kd, rounds=rounds)
+            # refined pairs (the two-dimensional rule, ~1e-13) carry no bound, unless some flagged
+            # pair was left over (more than REFINE_BATCH · 64): then all flagged keep theirs
+            rel = jnp.where(flag & ~left, 0.0, rel)
+        return (k, kd, rel) if bound else (k, kd)
+
+    @staticmethod
+    def normalized_tails(f: PointFeatures) -> tuple[Array, Array, Array, Array]:
+        """Per-point tail roots over each map's scale: (√T_e, √T_o) / √E[φ(√q Z)²] and the same for φ'.
+
+        The per-point half of :meth:`relative_bound` (a sum over the K coefficients per point), so
+        that a kernel computes it once per point and layer and :meth:`pair_bound` per pair.
+        """
+        out = []
+        for c, te, to in (("a", "ta_even", "ta_odd"), ("b", "tb_even", "tb_odd")):
+            e, o = getattr(f, te), getattr(f, to)
+            m = jnp.sum(getattr(f, c) ** 2, axis=0) + e * e + o * o  # E[φ(√q Z)²] of each point
+            inv = jnp.where(m > 0, jax.lax.rsqrt(jnp.where(m > 0, m, 1.0)), 0.0)
+            out += [e * inv, o * inv]
+        return tuple(out)
+
+    @staticmethod
+    def pair_bound(n1: tuple, n2: tuple, rho: Array, terms: int) -> Array:
+        """:meth:`relative_bound` from two points' :meth:`normalized_tails` and a ``terms``-term series."""
+        ke, ko = terms + (terms % 2), terms + 1 - (terms % 2)
+        r = jnp.abs(rho)
+        r_even = r**ke
+        r_odd = r_even * r if ko == ke + 1 else r**ko
+        dual = 2.0 * (n1[0] * n2[0] * r_even + n1[1] * n2[1] * r_odd)
+        ddual = 2.0 * (n1[2] * n2[2] * r_even + n1[3] * n2[3] * r_odd)
+        return jnp.maximum(dual, ddual)
+
+    @staticmethod
+    def relative_bound(f1: PointFeatures, f2: PointFeatures, rho: Array) -> Array:
+        """The larger of the two maps' error bounds (:meth:`error_bound`), each relative to its
+        Cauchy–Schwarz scale √(E[φ(u)²] E[φ(v)²]) (√(E[φ'(u)²] E[φ'(v)²]) for the derivative map).
+
+        The bound is attained only near |ρ| = 1 (it carries |ρ|^K) and is exact, i.e. zero
+        error, at |ρ| = 1 for equal variances; it is typically ~20 times the actual error.
+        Per-point tails are normalized first (:meth:`normalized_tails`), so a pair costs a power
+        of |ρ| and a few products (:meth:`pair_bound`).
+        """
+        n1, n2 = HermiteDual.normalized_tails(f1), HermiteDual.normalized_tails(f2)
+        return HermiteDual.pair_bound(n1, n2, rho, f1.a.shape[0])
+
+    # -- accurate evaluation where the series is not ------------------------------------------
+    def accurate_pair(self, q1: Array, q2: Array, rho: Array) -> tuple[Array, Array]:
+        """(E[φ(u)φ(v)], E[φ'(u)φ'(v)]) by a two-dimensional product rule, for any |ρ| <= 1.
+
+        With u = √q1 z and v = √q2 (ρ z + √(1-ρ²) w), z and w independent standard normals, the
+        outer integral over z and the inner one over w each use Gauss–Legendre panels: a uniform
+        grid over [-9, 9] plus edges where the argument of φ crosses 0, ±1/2, ±1, ..., ±32 (as the
+        coefficient tables resolve steep φ(√q z)). The inner edges follow the inner Gaussian's mean
+        √q2 ρ z and width √q2 √(1-ρ²), so nothing degenerates as |ρ| → 1, where the series
+        converges slowly and the inner Gaussian narrows. About 1e5 evaluations of φ and φ' per
+        pair, so only the pairs flagged by :meth:`relative_bound` take it (:meth:`refine`).
+
+        Args:
+          q1, q2, rho: arrays of one shape (M,): variances and correlation of each pair.
+        """
+        dtype = jnp.result_type(q1, q2, rho, float)
+        q1, q2, rho = (jnp.asarray(v, dtype) for v in (q1, q2, rho))
+        cut = _ACC_CUT
+        grid = jnp.linspace(-cut, cut, _ACC_GRID + 1, dtype=dtype)
+        feat = jnp.asarray(_ACC_EDGES, dtype)
+        tiny = jnp.finfo(dtype).tiny
+        r1, r2 = jnp.sqrt(q1), jnp.sqrt(q2)
+        t = (1.0 - rho) * (1.0 + rho)  # 1 ∓ ρ exact near ±1
+        s = jnp.where(t > 0, jnp.sqrt(jnp.where(t > 0, t, 1.0)), 0.0)  # no 0·∞ in gradients at |ρ| = 1
+        inv1 = 1.0 / jnp.maximum(r1, tiny)
+        inv2 = 1.0 / jnp.maximum(r2 * jnp.abs(rho), tiny)  # where the inner mean crosses the edges
+        outer = jnp.concatenate([jnp.broadcast_to(grid, q1.shape + grid.shape),
+                                 jnp.clip(feat * inv1[..., None], -cut, cut),
+                                 jnp.clip(feat * inv2[..., None], -cut, cut)], axis=-1)
+        z, wz = _panel_rule(jnp.sort(outer, axis=-1))
+        wz = wz * jnp.exp(-0.5 * z * z) * _INV_SQRT_2PI
+        m = (r2 * rho)[..., None] * z  # the inner Gaussian's mean at each outer node
+        sig = (r2 * s)[..., None, None]
+        inner = jnp.concatenate([jnp.broadcast_to(grid, m.shape + grid.shape),
+                                 jnp.clip((feat - m[..., None]) / jnp.maximum(sig, tiny), -cut, cut)], axis=-1)
+        w, ww = _panel_rule(jnp.sort(inner, axis=-1))
+        ww = ww * jnp.exp(-0.5 * w * w) * _INV_SQRT_2PI
+        v = m[..., None] + sig * w
+        g = jnp.sum(ww * self.fn(v), axis=-1)
+        gd = jnp.sum(ww * self.deriv(v), axis=-1)
+        u = r1[..., None] * z
+        return jnp.sum(wz * self.fn(u) * g, axis=-1), jnp.sum(wz * self.deriv(u) * gd, axis=-1)
+
+    def _accurate_chunked(self, q1: Array, q2: Array, rho: Array) -> tuple[Array, Array]:
+        """:meth:`accurate_pair` of (M,) arrays, :data:`_ACC_CHUNK` pairs at a time (bounded memory)."""
+        n = q1.shape[0]
+        c = min(_ACC_CHUNK, n)
+        pad = (-n) % c
+        args = [jnp.pad(t, (0, pad), mode="edge").reshape(-1, c) for t in (q1, q2, rho)]
+        k, kd = jax.lax.map(lambda t: self.accurate_pair(*t), tuple(args))
+        return k.reshape(-1)[:n], kd.reshape(-1)[:n]
+
+    def refine_updates(self, flag: Array, q1: Array, q2: Array, rho: Array, *, batch: int = REFINE_BATCH,
+                       rounds: int = 4) -> tuple[Array, Array, Array, Array]:
+        """:meth:`accurate_pair` of the flagged entries, as updates for the flattened arrays.
+
+        Up to ``rounds`` rounds, each gathering at most ``batch`` flagged entries
+        (``jnp.nonzero`` with a static size); a round with nothing left to do is skipped
+        (``lax.cond``). Traceable and differentiable.
+
+        Args:
+          flag: bool array; q1, q2, rho broadcasting to its shape.
+        Returns:
+          (idx, k, kd, left): flat indices (rounds · batch,), n = flag.size where unused (drop them
+          when scattering: ``.at[idx].set(k, mode="drop")``), the two accurate duals there, and
+          whether flagged entries were left over (more than ``batch · rounds``).
+        """
+        shape = flag.shape
+        n = math.prod(shape)
+        size = max(1, min(batch, n))
+        q1, q2, rho, left = (jnp.broadcast_to(t, shape).reshape(-1) for t in (q1, q2, rho, flag))
+        dtype = jnp.result_type(q1, q2, rho, float)
+
+        def one(left):
+            idx = jnp.nonzero(left, size=size, fill_value=n)[0].astype(jnp.int32)
+            j = jnp.minimum(idx, n - 1)
+            k, kd = self._accurate_chunked(q1[j], q2[j], rho[j])
+            return left.at[idx].set(False, mode="drop"), (idx, k.astype(dtype), kd.astype(dtype))
+
+        def skip(left):
+            zero = jnp.zeros((size,), dtype)
+            return left, (jnp.full((size,), n, jnp.int32), zero, zero)
+
+        def step(left, _):
+            return jax.lax.cond(jnp.any(left), one, skip, left)
+
+        left, (idx, k, kd) = jax.lax.scan(step, left, None, length=rounds)
+        return idx.reshape(-1), k.reshape(-1), kd.reshape(-1), jnp.any(left)
+
+    def refine(self, flag: Array, q1: Array, q2: Array, rho: Array, k: Array, kd: Array, *,
+               batch: int = REFINE_BATCH, rounds: int = 4) -> tuple[Array, Array, Array]:
+        """Replace the flagged entries of the series values (k, kd) (of ``flag``'s shape) by
+        :meth:`accurate_pair` (:meth:`refine_updates`); returns (k, kd, any flagged entry left).
+
+        When nothing is flagged this costs one reduction (``lax.cond``). Gradients of refined
+        entries are those of the series (the rule's nodes move with ρ and have an infinite
+        derivative at |ρ| = 1)."""
+        shape = flag.shape
+        n = math.prod(shape)
+        if n == 0:
+            return k, kd, jnp.zeros((), bool)
+
+        def work(ops):
+            k, kd = ops
+            sg = jax.lax.stop_gradient
+            idx, kv, kdv, left = self.refine_updates(sg(flag), sg(q1), sg(q2), sg(rho), batch=batch, rounds=rounds)
+            j = jnp.minimum(idx, n - 1)
+
+            def put(a, v):  # the accurate value, differentiated as the series (no 0·∞ at |ρ| = 1)
+                a = a.reshape(-1)
+                return a.at[idx].add(sg(v.astype(a.dtype) - a[j]), mode="drop").reshape(shape)
+
+            return put(k, kv), put(kd, kdv), left
+
+        return jax.lax.cond(jnp.any(flag), work, lambda ops: (*ops, jnp.zeros((), bool)), (k, kd))
 
     def error_bound(self, k11: Array, k12: Array, k22: Array, terms: int | None = None) -> tuple[Array, Array]:
         """Bounds on |series − truth| of both dual maps: 2 Σ_parity √(T(q1)T(q2)) |ρ|^{K_parity}."""

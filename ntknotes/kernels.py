@@ -167,8 +167,16 @@ def nngp_ntk(
       ValueError / TypeError on wrong shapes, mismatched features, depth < 1, a width < 1,
       negative or non-finite σ, NaN inputs, an unknown activation, a non-floating ``dtype``
       (TypeError) or a ``diagonal`` that is not a bool (TypeError).
-      ValueError when finite inputs give NaN kernel entries: a variance left the range of the
-      activation's dual maps (activations without a closed form cover variances up to 1e8).
+      ValueError when finite inputs give NaN kernel entries, saying why: the first layer's
+      σ_w²·x·x'/d exceeds the float range (inputs beyond |x| ~ 1e154; erf's kernels are computed in
+      scaled form there and stay finite), a later layer's variances overflow (the message names the
+      layer), or a variance left the range of the activation's dual maps (activations without a
+      closed form cover variances up to 1e8).
+
+    Warns:
+      ntknotes.activations.AccuracyWarning: for activations on the Hermite series (tanh, SiLU, ...)
+      when the certified error bound of some pair exceeds 1e-5 relative (large variances with
+      correlations near ±1); the bound is tracked for concrete inputs only.
 
     Differentiable with respect to x1, x2, ``sigma_w`` and ``sigma_b`` (``jax.grad``, also on the
     diagonal, where ρ = 1); traced arguments are evaluated as one tile unless ``block_size`` is set.
@@ -233,9 +241,12 @@ def layer_kernels(
     x1 = jnp.asarray(x1, dtype)
     symmetric = x2 is None
     x2 = x1 if symmetric else jnp.asarray(x2, dtype)
-    q1 = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d)[0]
-    q2 = q1 if symmetric else _fc.diag_jit(spec.act, x2, *consts, spec.depth, d)[0]
-    sig, sdot, th, terms = _fc.tile_jit(spec.act, x1, x2, q1, q2, *consts, d, symmetric, collect=True)
+    q1, _, e1 = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d)
+    q2, _, e2 = (q1, None, e1) if symmetric else _fc.diag_jit(spec.act, x2, *consts, spec.depth, d)
+    sig, sdot, th, terms = _fc.tile_jit(spec.act, x1, x2, q1, q2, e1, e2, *consts, d, symmetric, collect=True)
     # the term of layer l is multiplied by the Σ̇ of every later layer
     later = jnp.cumprod(jnp.concatenate([sdot[1:], jnp.ones_like(sdot[:1])], axis=0)[::-1], axis=0)[::-1]
-    return LayerKernels(sig, sdot, th, terms * later)
+    contributions = terms * later
+    # erf inputs beyond ~1e154: Θ¹ overflows and Σ̇² underflows, but Θ¹ Σ̇² = Θ² - term_2 is finite
+    first = jnp.where(jnp.isfinite(terms[0]), contributions[0], (th[1] - terms[1]) * later[1])
+    return LayerKernels(sig, sdot, th, contributions.at[0].set(first))

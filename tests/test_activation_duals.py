@@ -236,3 +236,132 @@ def test_series_float32_kernel_is_finite_on_the_diagonal():
     ref = act.dual_and_derivative(q.astype(jnp.float64), q.astype(jnp.float64), q.astype(jnp.float64))
     np.testing.assert_allclose(np.asarray(c), np.asarray(ref[0]), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(cd), np.asarray(ref[1]), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# the kernel recursion with per-point series data passed into the tiles
+# ----------------------------------------------------------------------------
+def _by_entries(act, x1, x2, depth, sw, sb):
+    """NNGP and NTK (NTK parameterization) with every layer's duals from
+    Activation.dual_and_derivative(k11, k12, k22) on the pairs' own variances and covariance: the
+    per-entry evaluation the tiles used before per-point series data were passed in (one compiled
+    call on vectors of 64 pairs, the diagonal passes included)."""
+    duals = jax.jit(act.dual_and_derivative)
+    n1, n2, d = x1.shape[0], x2.shape[0], x1.shape[1]
+
+    def call(k11, k12, k22):  # flat pairs, padded to 64
+        m = k11.size
+        pad = [np.pad(np.asarray(v, np.float64).ravel(), (0, 64 - m), constant_values=1.0) for v in (k11, k12, k22)]
+        c, cd = duals(*pad)
+        return np.asarray(c)[:m], np.asarray(cd)[:m]
+
+    q1, q2 = sw**2 * np.sum(x1 * x1, 1) / d + sb**2, sw**2 * np.sum(x2 * x2, 1) / d + sb**2
+    s = (sw**2 * (x1 @ x2.T) / d + sb**2).ravel()
+    th = s
+    for _ in range(depth):
+        c, cd = call(np.repeat(q1, n2), s, np.tile(q2, n1))
+        th = th * sw**2 * cd + sw**2 * c + sb**2
+        s = sw**2 * c + sb**2
+        qq = np.concatenate([q1, q2])
+        qq = sw**2 * call(qq, qq, qq)[0] + sb**2
+        q1, q2 = qq[:n1], qq[n1:]
+    return s.reshape(n1, n2), th.reshape(n1, n2)
+
+
+def test_tiles_with_per_point_series_data_equal_the_per_entry_duals():
+    """tanh, depth 3: tiles of 4 points (7 and 5 points, so padded blocks; columns padded to 8
+    inside each tile), a duplicate and an antipodal point, a symmetric and a cross kernel: both
+    kernels equal the per-entry evaluation to 1e-13 of the largest entry."""
+    from ntknotes.stax import _fc
+
+    assert [_fc.padded_width(n, 8) for n in (4, 512, 520)] == [8, 520, 520]
+    assert [_fc.padded_width(n, 4) for n in (4, 512)] == [16, 528]
+    act = A.tanh()
+    x1, x2 = np.asarray(_x(7, 5, seed=3)), np.asarray(_x(5, 5, seed=4))
+    for a, b in ((x1, None), (x1, x2)):
+        kp = kernels.nngp_ntk(a, b, depth=3, activation=act, sigma_w=1.4, sigma_b=0.1, block_size=4)
+        ref = _by_entries(act, a, a if b is None else b, 3, 1.4, 0.1)
+        for got, want in zip(kp, ref):
+            np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-13 * np.abs(want).max())
+
+
+
+# issue 17, near |ρ| = 1: the fast path against scipy at 1e-9, steep variances included
+NEAR_ONE_RHOS = (0.0, 0.5, -0.5, 0.99, -0.99, 0.999, -0.999, 1 - 1e-6, -(1 - 1e-6), ONE, -ONE)
+NEAR_ONE_PAIRS = ((1e-3, 1e-3), (1.0, 1.0), (30.0, 30.0), (900.0, 900.0), (900.0, 1e3))
+
+
+@pytest.mark.parametrize("name", ["tanh", "silu", "softplus", "callable"])
+def test_series_near_one_against_scipy_quadrature(name):
+    """Both dual maps to 1e-9 relative (of the value, or of 1e-3 of the Cauchy–Schwarz scale where
+    the value is smaller, e.g. odd φ at ρ = 0) at variances 1e-3..1e3 and ρ up to ±(1 - 1e-12):
+    pairs whose series bound exceeds 1e-11 (steep φ near |ρ| = 1, where the series is off by up to
+    40%) are recomputed by the two-dimensional rule (HermiteDual.accurate_pair), silently.
+
+    The user callable φ(z) = z e^{-z²/8} + 0.3 cos z is checked up to q = 30: at q = 900 cos(30 z)
+    oscillates ~170 times over the Gaussian's range, which neither the coefficient tables nor the
+    accurate rule resolve (errors ~1e-2 at |ρ| >= 0.99, and at ρ = 1 from the tables)."""
+    act = _act(name)
+    pairs = NEAR_ONE_PAIRS if name != "callable" else NEAR_ONE_PAIRS[:3]
+    grid = [(q1, q2, rho) for q1, q2 in pairs for rho in NEAR_ONE_RHOS]
+    q1, q2, rho = (np.array(v) for v in zip(*grid))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", A.AccuracyWarning)
+        got = np.asarray(act.dual_and_derivative(jnp.asarray(q1), jnp.asarray(rho * np.sqrt(q1 * q2)), jnp.asarray(q2)))
+    worst = 0.0
+    for i, key in enumerate(grid):
+        val, der, scale, dscale = _ref(name, *key)
+        for g, want, sc in ((got[0, i], val, scale), (got[1, i], der, dscale)):
+            err = abs(g - want) / max(abs(want), 1e-3 * sc)
+            worst = max(worst, err)
+            assert err <= 1e-9, (name, key, g, want)
+    print(name, "worst relative error", worst)
+
+
+def test_series_refines_only_what_needs_it():
+    """The series alone (refine=False) is off by up to 14% at q = 900, ρ = 0.999 (inside its bound);
+    the refined maps return its values unchanged wherever the bound is below 1e-11."""
+    hd = _act("tanh").hermite
+    q = jnp.array([1.0, 900.0, 900.0, 900.0])
+    rho = jnp.array([0.5, 0.5, 0.999, 1.0])
+    args = (q, rho * q, q)
+    series = np.asarray(hd.dual_and_derivative(*args, refine=False, bound=True))
+    refined = np.asarray(hd.dual_and_derivative(*args, bound=True))
+    flagged = series[2] > 1e-11
+    assert flagged.tolist() == [False, False, True, False]
+    np.testing.assert_array_equal(refined[:2, ~flagged], series[:2, ~flagged])
+    val, der, _, _ = _ref("tanh", 900.0, 900.0, 0.999)
+    assert abs(series[1, 2] / der - 1) > 0.05 and abs(refined[1, 2] / der - 1) < 1e-10
+    assert refined[2, 2] == 0.0  # refined pairs carry no bound
+
+
+def test_kernel_with_near_duplicate_points_at_steep_settings():
+    """A tanh NTK of inputs of norm 30 (first-layer variances ~900) with near-duplicate and
+    near-antipodal points equals the recursion on per-entry scipy duals to 1e-9 of √(K_ii K_jj):
+    the fused tiles refine the flagged pairs layer by layer, without an AccuracyWarning."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 3))
+    x[1] = x[0] + 1e-6 * rng.normal(size=3)
+    x[2] = -x[0] + 1e-4 * rng.normal(size=3)
+    x[3] = x[4] + 1e-3 * rng.normal(size=3)
+    x *= 30 / np.linalg.norm(x, axis=1, keepdims=True)
+    sw, sb, depth = 1.0, 0.1, 2
+    f, g = SCALAR["tanh"]
+    n = len(x)
+    s = sw**2 * x @ x.T / 3 + sb**2
+    th = s.copy()
+    for _ in range(depth):
+        c, cd = np.zeros((n, n)), np.zeros((n, n))
+        for i in range(n):
+            for j in range(i, n):
+                rho = 1.0 if i == j else s[i, j] / math.sqrt(s[i, i] * s[j, j])
+                c[i, j] = c[j, i] = reference(f, f, s[i, i], s[j, j], rho)
+                cd[i, j] = cd[j, i] = reference(g, g, s[i, i], s[j, j], rho)
+        s, th = sw**2 * c + sb**2, th * sw**2 * cd + sw**2 * c + sb**2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", A.AccuracyWarning)
+        k, t = kernels.nngp_ntk(jnp.asarray(x), depth=depth, activation="tanh", sigma_w=sw, sigma_b=sb)
+    for got, want in ((k, s), (t, th)):
+        d = np.sqrt(np.diag(want))
+        err = np.abs(np.asarray(got) - want) / np.outer(d, d)
+        assert err.max() <= 1e-9, err.max()

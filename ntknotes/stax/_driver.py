@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import warnings
 from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
@@ -9,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import tiling
+from ..activations import SERIES_TOLERANCE, AccuracyWarning, warn_if_inaccurate
+from ..hermite_duals import refine_tolerance
 from .._checks import check_bool, check_finite, check_float_dtype, check_positive_int
 from . import _cntk, _fc
 from .base import _output_shape, is_multi
@@ -29,7 +33,8 @@ def check_inputs(x1: Any, x2: Any) -> tuple:
         if shape is None:
             raise TypeError(f"{name} must be an array (N, d) or (N, H, W, C), got {type(x).__name__}")
         if len(shape) not in (2, 4):
-            raise ValueError(f"{name} must have shape (N, d) (vectors) or (N, H, W, C) (images, channels last), got {tuple(shape)}")
+            raise ValueError(f"{name} must have shape (N, d) (vectors) or (N, H, W, C) (images, channels last), "
+                             f"got {tuple(shape)}")
         if min(shape) < 1:
             raise ValueError(f"{name} must have at least one point and one feature, got shape {tuple(shape)}")
         if np.dtype(x.dtype).kind not in "fiu":
@@ -55,7 +60,8 @@ def spatial_mode(net, in_shape: tuple, out_shape: tuple) -> str:
 
 
 @functools.partial(jax.jit, static_argnames=("net", "spatial", "same", "want_ntk", "diagonal"))
-def _evaluate(net, xa: Array, xb: Optional[Array], *, spatial: str, same: bool, want_ntk: bool, diagonal: bool) -> tuple:
+def _evaluate(net, xa: Array, xb: Optional[Array], *, spatial: str, same: bool, want_ntk: bool,
+              diagonal: bool) -> tuple:
     """(nngp, ntk) of one tile by the generic layer maps (ntk omitted when not wanted)."""
     k = input_state(xa, xb, spatial=spatial, same=same, diagonal=diagonal, want_ntk=want_ntk)
     k = net._kernel(k, tuple(xa.shape[1:]), "")
@@ -98,23 +104,59 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
     consts = spec.constants(dtype) if constants is None else constants(spec, dtype)
     d = int(x1.shape[1])
     if diagonal:
-        q, th = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d)
+        q, th, _ = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d)
         return (q[-1], th)
+    # activations on the Hermite series: the tiles also return their largest relative error bound
+    track = spec.act.uses_series and not is_traced(x1, x2, *consts)
+    bounds, qmax, left = [], [], []
+    tol = refine_tolerance(dtype if dtype is not None else x1.dtype)
 
-    def prepare(xb):
-        return xb, _fc.diag_jit(spec.act, xb, *consts, spec.depth, d)[0]
+    def prepare(xb):  # once per block: the diagonal pass and the per-point inputs of the tiles
+        q, _, e = _fc.diag_jit(spec.act, xb, *consts, spec.depth, d)
+        if track:
+            qmax.append(jnp.max(q))
+        return xb, q, e, _fc.point_jit(spec.act, q)
 
     def tile(a, b, same):
-        return _fc.tile_jit(spec.act, a[0], b[0], a[1], b[1], *consts, d, same)
+        args = (spec.act, a[0], b[0], a[1], b[1], a[2], b[2], *consts, d, same)
+        # untraced: the fast path, rerun with the inaccurate pairs refined where its bound says so
+        out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine="never" if track else "auto")
+        if track and 0 < int(out[3]) <= _fc.TILE_CAPACITY:
+            out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine="always")
+        if track:
+            bounds.append(out[2])
+            left.append(int(out[3]))  # pairs left to the series (more than a tile refines)
+            out = out[:2]
+        return out
 
     block = block_size or _FC_TILE
-    return tiling.pairwise(tile, x1, x2, block=block, prepare=prepare)
+    res = tiling.pairwise(tile, x1, x2, block=block, prepare=prepare)
+    if bounds:
+        warn_if_inaccurate(spec.act.name, jnp.stack(bounds), jnp.stack(qmax))
+        if sum(left) and float(jnp.max(jnp.stack(bounds))) <= SERIES_TOLERANCE:
+            warnings.warn(
+                f"{spec.act.name}: {sum(left)} kernel entries (tile by tile, each tile counting its own) keep "
+                f"Hermite-series duals with a relative error bound above {tol:.0e} (up to "
+                f"{float(jnp.max(jnp.stack(bounds))):.1e}): their tiles had more such pairs than the "
+                f"{_fc.TILE_CAPACITY} that are recomputed accurately (correlations near ±1 throughout, as in "
+                f"deep networks whose correlations converge to 1)", AccuracyWarning, stacklevel=3)
+    return res
 
 
-def _check_result(nngp, ntk, x1, x2) -> None:
-    """Raise ValueError when finite inputs gave NaN kernel entries (a dual map left its range).
+def _overflow_layer(spec: _fc.FCSpec, x: Array, consts: tuple) -> Optional[tuple[int, float]]:
+    """(l, largest Σ^{l-1}) for the first layer l whose variances Σ^l(x, x) are not finite, else None."""
+    q = np.asarray(_fc.diag_jit(spec.act, x, *consts, spec.depth, int(x.shape[1]))[0])
+    for layer in range(q.shape[0]):
+        if not np.all(np.isfinite(q[layer])):
+            return layer + 1, (float(np.max(q[layer - 1])) if layer else math.nan)
+    return None
+
+
+def _check_result(nngp, ntk, x1, x2, reason: str = "") -> None:
+    """Raise ValueError when finite inputs gave NaN kernel entries (a dual map left its range), saying why.
 
     Where the true value overflows float64 the entries are inf and stay; NaN has no such meaning.
+    ``reason`` is the diagnosis of :func:`_diagnose` (the layer whose variances overflow), if any.
     """
     bad = 0
     for k in (nngp, ntk):
@@ -125,12 +167,34 @@ def _check_result(nngp, ntk, x1, x2) -> None:
                 return
     if bad:
         scale = max(float(jnp.max(jnp.abs(x))) for x in (x1, x2) if x is not None)
+        why = reason or (
+            "a layer's variances left the range its activation's dual maps cover (activations without a "
+            "closed form are tabulated for variances up to 1e8)")
         raise ValueError(
-            f"the kernel has {bad} NaN entries although the inputs are finite (largest |x| = {scale:.3g}): "
-            f"a layer's variances left the range its activation's dual maps cover (activations without a "
-            f"closed form are tabulated for variances up to 1e8); the inputs are out of range for this "
-            f"network: rescale them or lower sigma_w"
+            f"the kernel has {bad} NaN entries although the inputs are finite (largest |x| = "
+            f"{scale:.3g}): {why}; the inputs are out of range for this network: rescale them or lower sigma_w"
         )
+
+
+def _diagnose(spec: Optional[_fc.FCSpec], x1, x2, constants, dtype) -> str:
+    """Why a fused FC kernel has non-finite entries: the first layer whose variances overflow, if any."""
+    if spec is None:
+        return ""
+    consts = spec.constants(dtype) if constants is None else constants(spec, dtype)
+    for x in (x1, x2):
+        if x is None:
+            continue
+        found = _overflow_layer(spec, x, consts)
+        if found is None:
+            continue
+        layer, prev = found
+        limit = float(np.finfo(np.dtype(dtype) if dtype is not None else x.dtype).max)
+        if layer == 1:
+            return (f"the first layer's variances σ_w²·x·x'/d exceed {np.dtype(x.dtype).name}'s range "
+                    f"(largest {limit:.3g}); only erf's kernels are computed in scaled form for such inputs")
+        return (f"the variances of layer {layer} overflow {np.dtype(x.dtype).name} (largest {limit:.3g}; "
+                f"layer {layer - 1} reaches {prev:.3g}): the true kernel values are beyond the float range")
+    return ""
 
 
 _FC_TILE = 512  # tiles of the fused FC path: a 512² tile's few arrays stay in a core's L2/L3 cache
@@ -161,7 +225,8 @@ def kernel(net, x1, x2=None, *, get: Union[str, Sequence[str]] = GETS, diagonal:
         raise ValueError("diagonal=True gives K(x, x) for the points of x1; pass x2=None")
     out_shape = _output_shape(net, in_shape)
     if is_multi(out_shape):
-        raise ValueError(f"the network ends in {len(out_shape)} branches {list(out_shape)}; merge them with FanInSum() or FanInConcat()")
+        raise ValueError(f"the network ends in {len(out_shape)} branches {list(out_shape)}; "
+                         f"merge them with FanInSum() or FanInConcat()")
     dtype = check_float_dtype(dtype)
     x1 = jnp.asarray(x1, dtype)
     x2 = None if x2 is None else jnp.asarray(x2, dtype)
@@ -187,7 +252,11 @@ def kernel(net, x1, x2=None, *, get: Union[str, Sequence[str]] = GETS, diagonal:
                       block_size=block_size)
     nngp = res[0]
     ntk = res[1] if want_ntk else None
-    _check_result(nngp, ntk, x1, x2)
+    try:
+        _check_result(nngp, ntk, x1, x2)
+    except ValueError:
+        _check_result(nngp, ntk, x1, x2, _diagnose(spec, x1, x2, constants, dtype))
+        raise
     if isinstance(get, str):
         return nngp if get == "nngp" else ntk
     return KernelPair(nngp if "nngp" in names else None, ntk)
