@@ -33,7 +33,6 @@ Example::
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import jax
@@ -41,16 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import stax
-from ._checks import (
-    check_choice,
-    check_float_dtype,
-    check_matrix,
-    check_nonnegative,
-    check_positive_int,
-    check_same_features,
-    check_widths,
-)
-from .activations import Activation, get_activation
+from ._checks import check_float_dtype, check_matrix, check_same_features
+from .activations import Activation
 from .stax import KernelPair, _driver, _fc
 from .stax.presets import mlp
 

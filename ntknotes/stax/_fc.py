@@ -27,7 +27,6 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import hermite_duals
 from ..activations import Activation
