@@ -632,7 +632,7 @@ def plot_cost(r: CostResult):
     a.loglog(r.sizes, r.cg_seconds, "D-", color=COLORS[3], label="CG, matrix-free")
     add_slope_guide(a, r.sizes, 3.0, r.solve_seconds[0], label="slope 3")
     add_slope_guide(a, r.sizes, 1.0, r.train_seconds[0], label="slope 1", color="0.7")
-    a.set(xlabel=LABELS["n_train"], ylabel="seconds (best of 3)")
+    a.set(xlabel=LABELS["n_train"], ylabel="seconds")  # what each line times: CostResult
     a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     b.loglog(r.sizes, r.kernel_bytes / 2**20, "o-", color=COLORS[0], label="N×N kernel (float64)")
     b.loglog(r.sizes, r.cg_bytes / 2**20, "D-", color=COLORS[3], label="CG, matrix-free (estimate)")
