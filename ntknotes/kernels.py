@@ -232,9 +232,11 @@ def layer_kernels(
     x1 = jnp.asarray(x1, dtype)
     symmetric = x2 is None
     x2 = x1 if symmetric else jnp.asarray(x2, dtype)
-    q1, _, e1 = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d)
-    q2, _, e2 = (q1, None, e1) if symmetric else _fc.diag_jit(spec.act, x2, *consts, spec.depth, d)
-    sig, sdot, th, terms = _fc.tile_jit(spec.act, x1, x2, q1, q2, e1, e2, *consts, d, symmetric, collect=True)
+    huge = _fc.needs_scaling(x1, x2)
+    q1, _, e1 = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d, huge)
+    q2, _, e2 = (q1, None, e1) if symmetric else _fc.diag_jit(spec.act, x2, *consts, spec.depth, d, huge)
+    sig, sdot, th, terms = _fc.tile_jit(spec.act, x1, x2, q1, q2, e1, e2, *consts, d, symmetric, collect=True,
+                                        huge=huge)
     # the term of layer l is multiplied by the Σ̇ of every later layer
     later = jnp.cumprod(jnp.concatenate([sdot[1:], jnp.ones_like(sdot[:1])], axis=0)[::-1], axis=0)[::-1]
     contributions = terms * later

@@ -103,8 +103,9 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
              constants: Optional[Callable[[_fc.FCSpec, Any], tuple]] = None) -> tuple:
     consts = spec.constants(dtype) if constants is None else constants(spec, dtype)
     d = int(x1.shape[1])
+    huge = _fc.needs_scaling(x1, x2)  # False (the usual case): the scaled-form branches are not compiled
     if diagonal:
-        q, th, _ = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d)
+        q, th, _ = _fc.diag_jit(spec.act, x1, *consts, spec.depth, d, huge)
         return (q[-1], th)
     # activations on the Hermite series: the tiles also return their largest relative error bound
     track = spec.act.uses_series and not is_traced(x1, x2, *consts)
@@ -112,7 +113,7 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
     tol = refine_tolerance(dtype if dtype is not None else x1.dtype)
 
     def prepare(xb):  # once per block: the diagonal pass and the per-point inputs of the tiles
-        q, _, e = _fc.diag_jit(spec.act, xb, *consts, spec.depth, d)
+        q, _, e = _fc.diag_jit(spec.act, xb, *consts, spec.depth, d, huge)
         if track:
             qmax.append(jnp.max(q))
         return xb, q, e, _fc.point_jit(spec.act, q)
@@ -120,9 +121,9 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
     def tile(a, b, same):
         args = (spec.act, a[0], b[0], a[1], b[1], a[2], b[2], *consts, d, same)
         # untraced: the fast path, rerun with the inaccurate pairs refined where its bound says so
-        out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine="never" if track else "auto")
+        out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine="never" if track else "auto", huge=huge)
         if track and 0 < int(out[3]) <= _fc.TILE_CAPACITY:
-            out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine="always")
+            out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine="always", huge=huge)
         if track:
             bounds.append(out[2])
             left.append(int(out[3]))  # pairs left to the series (more than a tile refines)
@@ -145,7 +146,7 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
 
 def _overflow_layer(spec: _fc.FCSpec, x: Array, consts: tuple) -> Optional[tuple[int, float]]:
     """(l, largest Σ^{l-1}) for the first layer l whose variances Σ^l(x, x) are not finite, else None."""
-    q = np.asarray(_fc.diag_jit(spec.act, x, *consts, spec.depth, int(x.shape[1]))[0])
+    q = np.asarray(_fc.diag_jit(spec.act, x, *consts, spec.depth, int(x.shape[1]), _fc.needs_scaling(x))[0])
     for layer in range(q.shape[0]):
         if not np.all(np.isfinite(q[layer])):
             return layer + 1, (float(np.max(q[layer - 1])) if layer else math.nan)

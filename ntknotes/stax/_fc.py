@@ -27,6 +27,7 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import hermite_duals
 from ..activations import Activation
@@ -34,7 +35,7 @@ from .layers import Dense, Elementwise
 
 Array = jax.Array
 
-__all__ = ["FCSpec", "match", "flat_layers", "row_exponents", "diag_recursion", "cross_recursion",
+__all__ = ["FCSpec", "match", "flat_layers", "row_exponents", "needs_scaling", "diag_recursion", "cross_recursion",
            "point_inputs"]
 
 
@@ -352,13 +353,43 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, e
     return [jnp.concatenate([h, y], axis=0) for h, y in zip(heads, ys)]
 
 
-@functools.partial(jax.jit, static_argnames=("act", "depth", "d"))
-def diag_jit(act, x, sw2, sb2, a, b, depth, d):
-    """:func:`diag_recursion` of the points x (N, d): (q (L+1, N), Θ^{L+1} (N,), row exponents (N,))."""
+@functools.partial(jax.jit, static_argnames=("act", "depth", "d", "huge"))
+def diag_jit(act, x, sw2, sb2, a, b, depth, d, huge: bool = True):
+    """:func:`diag_recursion` of the points x (N, d): (q (L+1, N), Θ^{L+1} (N,), row exponents (N,)).
+
+    ``huge=False`` (static) promises max |x| <= 2^100 (:func:`needs_scaling`): the exponents are then
+    zero and the scaled-form branches are not compiled at all."""
+    if not huge:
+        q, th = diag_recursion(act, jnp.sum(x * x, axis=1), d, sw2, sb2, a, b, depth)
+        return q, th, jnp.zeros(x.shape[:1], jnp.int32)
     e = row_exponents(x)
     xs = jnp.ldexp(x, -e[:, None])
     q, th = diag_recursion(act, jnp.sum(xs * xs, axis=1), d, sw2, sb2, a, b, depth, e)
     return q, th, e
+
+
+def needs_scaling(*xs) -> bool:
+    """Whether the recursions must carry row exponents for these inputs: True for inputs traced
+    under ``jax.jit`` (their values are unknown) and for any row with max |x| > 2^100; False lets
+    :func:`diag_jit` and :func:`tile_jit` compile only the plain recursion (a third of erf's
+    compile time)."""
+    for x in xs:
+        if x is None:
+            continue
+        if isinstance(x, jax.core.Tracer):
+            # under jax.grad / jvp (not jit) the primal values are known
+            x = None if _concrete_value is None else _concrete_value(x)
+            if x is None:
+                return True
+        if np.size(x) and float(np.max(np.abs(np.asarray(x)))) > _SCALE_FROM:
+            return True
+    return False
+
+
+try:  # the value behind a tracer when it is known (jax.grad without jit); private, hence the fallback
+    from jax._src.core import to_concrete_value as _concrete_value
+except ImportError:  # pragma: no cover
+    _concrete_value = None
 
 
 @functools.partial(jax.jit, static_argnames=("act",))
@@ -379,16 +410,17 @@ def padded_width(n: int, itemsize: int) -> int:
     return n + (line // itemsize - n) % (2 * line // itemsize)
 
 
-@functools.partial(jax.jit, static_argnames=("act", "d", "same", "collect", "track", "refine"))
+@functools.partial(jax.jit, static_argnames=("act", "d", "same", "collect", "track", "refine", "huge"))
 def tile_jit(act, x1, x2, q1, q2, e1, e2, sw2, sb2, a, b, d, same: bool, collect: bool = False,
-             track: bool = False, p1=None, p2=None, refine: str = "auto"):
+             track: bool = False, p1=None, p2=None, refine: str = "auto", huge: bool = True):
     """:func:`cross_recursion` of two blocks (B1, d), (B2, d) with their diagonal passes (L+1, B) and
     row exponents (B,) from :func:`diag_jit` and, for activations on the Hermite series, their
     :func:`point_jit` (computed here when ``None``).
 
     For series activations the columns are padded to :func:`padded_width` with copies of the last
     column, dropped from the result (copies rather than zeros: a zero variance has a zero tail,
-    where the square root in the tail model has an infinite derivative and autodiff gives 0·∞)."""
+    where the square root in the tail model has an infinite derivative and autodiff gives 0·∞).
+    ``huge`` must be that of the diagonal passes (:func:`diag_jit`)."""
     n2 = x2.shape[0]
     series = act.uses_series and act.scaled_pair_fn is None
     if series:
@@ -403,12 +435,16 @@ def tile_jit(act, x1, x2, q1, q2, e1, e2, sw2, sb2, a, b, d, same: bool, collect
     else:
         p1 = p2 = None
     mask = jnp.eye(x1.shape[0], x2.shape[0], dtype=bool) if same else jnp.zeros((), bool)
-    x1, x2 = jnp.ldexp(x1, -e1[:, None]), jnp.ldexp(x2, -e2[:, None])
+    if huge:
+        x1, x2 = jnp.ldexp(x1, -e1[:, None]), jnp.ldexp(x2, -e2[:, None])
+        e1, e2 = e1[:, None], e2[None, :]
+    else:  # no row exponents (``huge=False`` as in :func:`diag_jit`): the plain recursion only
+        e1 = e2 = None
     # rows on the second-to-last axis, columns on the last (as q1[:, :, None] and q2[:, None, :])
     p1 = jax.tree_util.tree_map(lambda t: t[..., :, None], p1)
     p2 = jax.tree_util.tree_map(lambda t: t[..., None, :], p2)
     out = cross_recursion(act, x1 @ x2.T, q1[:, :, None], q2[:, None, :], mask, d, sw2, sb2, a, b, collect,
-                          e1[:, None], e2[None, :], track, p1, p2, refine)
+                          e1, e2, track, p1, p2, refine)
     if track and not collect:  # the bound is the largest over pairs (padded columns copy real ones)
         return out[0][..., :n2], out[1][..., :n2], *out[2:]
     return type(out)(t[..., :n2] for t in out)
