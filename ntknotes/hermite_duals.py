@@ -396,10 +396,17 @@ class HermiteDual:
         are), up to ``REFINE_BATCH · 64`` pairs per call. With ``bound=True`` a third array is
         returned: the relative error bound of each pair, 0 for refined pairs.
         """
-        from .activations import correlation  # local: activations imports this module
-
         _check_range(k11)
         _check_range(k22)  # before either point's features build the tables
+        # one compiled program per shape (refine's lax.cond and scan would otherwise be traced and
+        # compiled anew at every eager call: ~0.6 s each)
+        return _pair_duals(self, k11, k12, k22, terms, bound, refine)
+
+    def _pair_duals(self, k11: Array, k12: Array, k22: Array, terms: int | None, bound: bool,
+                    refine: bool) -> tuple[Array, ...]:
+        """The body of :meth:`dual_and_derivative` (traced by :func:`_pair_duals`)."""
+        from .activations import correlation  # local: activations imports this module
+
         rho = correlation(k11, k12, k22)
         f1, f2 = self.features(k11, terms), self.features(k22, terms)
         k, kd = self.pair(f1, f2, rho)
@@ -588,3 +595,8 @@ class HermiteDual:
         ba = 2.0 * (f1.ta_even * f2.ta_even * rho**ke + f1.ta_odd * f2.ta_odd * rho**ko)
         bb = 2.0 * (f1.tb_even * f2.tb_even * rho**ke + f1.tb_odd * f2.tb_odd * rho**ko)
         return ba, bb
+
+
+@functools.partial(jax.jit, static_argnames=("hd", "terms", "bound", "refine"))
+def _pair_duals(hd: HermiteDual, k11: Array, k12: Array, k22: Array, terms, bound: bool, refine: bool):
+    return hd._pair_duals(k11, k12, k22, terms, bound, refine)
