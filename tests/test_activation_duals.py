@@ -5,11 +5,20 @@ E[f(√q1 z1) g(√q2 (ρ z1 + √(1-ρ²) z2))], written with scalar ``math`` f
 shares no code with the package. Errors are measured relative to the scale
 √(E[f(u)²] E[g(v)²]) (the Cauchy–Schwarz bound on the dual), because odd activations have
 duals that vanish at ρ = 0 where a pointwise relative error means nothing.
+
+The quadratures of the fixed grids below take minutes, so their results are stored in
+``tests/data/dual_references.json``, written by this same code (``python
+tests/test_activation_duals.py``); ``test_reference_table_is_complete_and_reproducible``
+recomputes a sample of it and checks that it covers every grid point. Anything not in the table
+is computed on the spot.
 """
 import dataclasses
 import functools
+import json
 import math
+import sys
 import warnings
+from pathlib import Path
 
 import jax
 
@@ -90,14 +99,32 @@ def _act(name):
     return A.get_activation(name)
 
 
-@functools.lru_cache(maxsize=None)
-def _ref(name, q1, q2, rho):
+TABLE = Path(__file__).with_name("data") / "dual_references.json"
+
+
+def _key(name, q1, q2, rho) -> str:
+    return f"{name} {float(q1)!r} {float(q2)!r} {float(rho)!r}"
+
+
+def _live(name, q1, q2, rho):
+    """(E[φφ], E[φ'φ'], and their Cauchy–Schwarz scales) by nested adaptive quadrature."""
     f, g = SCALAR[name]
     val = reference(f, f, q1, q2, rho)
     der = reference(g, g, q1, q2, rho)
     scale = math.sqrt(_second_moment(f, q1) * _second_moment(f, q2))
     dscale = math.sqrt(_second_moment(g, q1) * _second_moment(g, q2))
     return val, der, scale, dscale
+
+
+@functools.lru_cache(maxsize=None)
+def _table() -> dict:
+    return json.loads(TABLE.read_text()) if TABLE.exists() else {}
+
+
+@functools.lru_cache(maxsize=None)
+def _ref(name, q1, q2, rho):
+    stored = _table().get(_key(name, q1, q2, rho))
+    return tuple(stored) if stored is not None else _live(name, q1, q2, rho)
 
 
 def _check(name, pairs, tol, rhos=RHOS):
@@ -118,11 +145,14 @@ def _check(name, pairs, tol, rhos=RHOS):
 
 
 VARS = (1e-3, 1.0, 1e3)
+GELU_PAIRS = [(1e-3, 1e-3), (1.0, 1.0), (1e3, 1e3), (1e-3, 1e3), (1.0, 30.0)]
+SERIES_RHOS = (-ONE, 0.0, 0.5, 0.95, ONE)
+STEEP = [(1e3, 1e3, 0.95), (1e3, 300.0, 0.95), (1e3, 1e3, ONE), (1e3, 1e3, -0.6)]  # (q1, q2, ρ)
 
 
 def test_gelu_closed_form_against_scipy_quadrature():
     """GELU E[φφ], E[φ'φ'] to 1e-10 of the scale, over variances 1e-3..1e3 and ρ up to ±(1-1e-12)."""
-    pairs = [(1e-3, 1e-3), (1.0, 1.0), (1e3, 1e3), (1e-3, 1e3), (1.0, 30.0)]
+    pairs = GELU_PAIRS
     _check("gelu", pairs, 1e-10)
     # pointwise relative error as well where the dual is far from 0 (ρ >= 0)
     act = A.gelu()
@@ -157,7 +187,7 @@ SERIES_PAIRS = [(1e-3, 1e-3), (1.0, 1.0), (1e-3, 1e3), (0.3, 3.0)]
 def test_series_path_against_scipy_quadrature(name):
     """Hermite-series duals to 1e-9 of the scale, E[φφ] and E[φ'φ'], ρ up to ±(1-1e-12)."""
     pairs = SERIES_PAIRS if name != "callable" else SERIES_PAIRS[1:3]  # its reference is slow
-    _check(name, pairs, 1e-9, rhos=(-ONE, 0.0, 0.5, 0.95, ONE))
+    _check(name, pairs, 1e-9, rhos=SERIES_RHOS)
 
 
 @pytest.mark.parametrize("name", ["tanh"])
@@ -165,7 +195,7 @@ def test_series_error_bound_is_honest_for_steep_pairs(name):
     """For q = 1e3 (φ(√q z) nearly a step) the reported bound covers the true error, and
     q1 = q2 at ρ = ±(1 - 1e-12) is still accurate (the tail model is exact at |ρ| = 1)."""
     act = _act(name)
-    for q1, q2, rho in [(1e3, 1e3, 0.95), (1e3, 300.0, 0.95), (1e3, 1e3, ONE), (1e3, 1e3, -0.6)]:
+    for q1, q2, rho in STEEP:
         val, der, scale, dscale = _ref(name, q1, q2, rho)
         args = (jnp.asarray(q1), jnp.asarray(rho * math.sqrt(q1 * q2)), jnp.asarray(q2))
         got, gotd = act.dual_and_derivative(*args)
@@ -365,3 +395,52 @@ def test_kernel_with_near_duplicate_points_at_steep_settings():
         d = np.sqrt(np.diag(want))
         err = np.abs(np.asarray(got) - want) / np.outer(d, d)
         assert err.max() <= 1e-9, err.max()
+
+
+
+def grid_points() -> list[tuple]:
+    """Every (name, q1, q2, ρ) of the fixed grids of this module (those the table stores)."""
+    pts = [("gelu", q1, q2, r) for q1, q2 in GELU_PAIRS for r in RHOS]
+    for name in ("tanh", "silu", "softplus", "callable"):
+        pairs = SERIES_PAIRS if name != "callable" else SERIES_PAIRS[1:3]
+        pts += [(name, q1, q2, r) for q1, q2 in pairs for r in SERIES_RHOS]
+        pairs = NEAR_ONE_PAIRS if name != "callable" else NEAR_ONE_PAIRS[:3]
+        pts += [(name, q1, q2, r) for q1, q2 in pairs for r in NEAR_ONE_RHOS]
+    pts += [("tanh", *p) for p in STEEP]
+    return list(dict.fromkeys(pts))
+
+
+def test_reference_table_is_complete_and_reproducible():
+    """The stored quadratures cover every grid point and equal a fresh computation of a sample
+    (the extremes: ρ = ±(1 - 1e-12) at the steepest variances, and a moderate point) to 1e-12."""
+    table = _table()
+    missing = [p for p in grid_points() if _key(*p) not in table]
+    assert not missing, f"{len(missing)} grid points missing from {TABLE.name}; rerun this module as a script"
+    sample = [("tanh", 900.0, 1e3, ONE), ("softplus", 900.0, 900.0, -ONE), ("gelu", 1e-3, 1e3, -0.6),
+              ("silu", 30.0, 30.0, 1 - 1e-6), ("callable", 1.0, 1.0, 0.95)]
+    for p in sample:
+        stored, fresh = table[_key(*p)], _live(*p)
+        for a, b, sc in zip(stored[:2], fresh[:2], (fresh[2], fresh[3])):
+            assert abs(a - b) <= 1e-12 * sc, (p, a, b)
+        np.testing.assert_allclose(stored[2:], fresh[2:], rtol=1e-12)
+
+
+def _write_table() -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    pts = grid_points()
+    with ProcessPoolExecutor() as pool:
+        values = list(pool.map(_live_args, pts, chunksize=4))
+    TABLE.parent.mkdir(exist_ok=True)
+    TABLE.write_text(json.dumps({_key(*p): v for p, v in zip(pts, values)}, indent=0, sort_keys=True) + "\n")
+    print(f"wrote {len(pts)} entries to {TABLE}")
+
+
+def _live_args(p):
+    return _live(*p)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:]:
+        raise SystemExit("usage: python tests/test_activation_duals.py  (rewrites tests/data/dual_references.json)")
+    _write_table()
