@@ -44,14 +44,18 @@ chromium:
 # Both run on two worker processes (pytest-xdist): much of the time is single-threaded XLA
 # compilation. A test file, or a chapter's cells, stay together on one worker, in order.
 # NBVAL_ARGS adds options to the chapter run, e.g. `make nbval NBVAL_ARGS=--durations=0` (cell times).
+# STACK: XLA's CPU compiler segfaulted three times in long test runs (2026-12-05/06, each while
+# compiling a large program late in a worker's life; never reproduced alone). A deeper main-thread
+# stack is a cheap guard against one possible cause; best effort where the hard limit is lower.
 XDIST ?= -n 2 --dist loadfile   # `make test XDIST=` runs them in one process
+STACK = ulimit -s 65536 2>/dev/null || true;
 pytest: $(STAMP)
-	$(BIN)/python -m pytest tests -q $(XDIST) --ignore=tests/test_site.py
+	$(STACK) $(BIN)/python -m pytest tests -q $(XDIST) --ignore=tests/test_site.py
 
 nbval: $(STAMP)
 	@test -n "$(CHAPTERS)" || { echo "no chapter notebooks book/NN_*.ipynb found"; exit 1; }
 	rm -rf $(EXECUTED)
-	$(BIN)/python -m pytest -q $(XDIST) --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider --no-loadscope-reorder --executed-dir $(EXECUTED) $(NBVAL_ARGS) $(NBVAL_CHAPTERS)
+	$(STACK) $(BIN)/python -m pytest -q $(XDIST) --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider --no-loadscope-reorder --executed-dir $(EXECUTED) $(NBVAL_ARGS) $(NBVAL_CHAPTERS)
 
 # The strict build executes every chapter (the cache emptied first), unless REUSE_NBVAL=1, as
 # in `make test`: then the chapters come with the outputs of the nbval run just before, and
