@@ -123,15 +123,17 @@ def test_hyperparameter_gradients_standard_parameterization():
 
 
 @functools.lru_cache(maxsize=None)
-def _all_gradients(act: str, depth: int) -> Callable:
-    """One jitted function: gradients of Σ NNGP, Σ NTK (x2=None) and Σ diagonal NTK w.r.t. x and (σ_w, σ_b)."""
+def _all_gradients(act: str, depth: int, jit: bool = True) -> Callable:
+    """Gradients of Σ NNGP, Σ NTK (x2=None) and Σ diagonal NTK w.r.t. x and (σ_w, σ_b), one jitted
+    function (``jit=False``: evaluated eagerly, where the inputs' values are known)."""
 
     def sums(x, s):
         k, theta = kernels.nngp_ntk(x, depth=depth, activation=act, sigma_w=s[0], sigma_b=s[1])
         diag = kernels.nngp_ntk(x, depth=depth, activation=act, sigma_w=s[0], sigma_b=s[1], diagonal=True).ntk
         return jnp.stack([k.sum(), theta.sum(), diag.sum()])
 
-    return jax.jit(jax.jacrev(sums, argnums=(0, 1)))
+    grads = jax.jacrev(sums, argnums=(0, 1))
+    return jax.jit(grads) if jit else grads
 
 
 # Not tanh: its Hermite-series Jacobians take minutes to compile per depth on two cores, and
@@ -142,11 +144,15 @@ _FINITE_CASES = [(a, d) for a in ACTIVATIONS if a != "tanh" for d in (1, 2, 5)]
 
 @pytest.mark.parametrize("act,depth", _FINITE_CASES)
 def test_gradients_are_finite_at_every_depth(act, depth):
-    """Depths 1, 2, 5, x2=None, points with a repeated row and an exactly parallel one, σ_b = 0 and > 0."""
+    """Depths 1, 2, 5, x2=None, points with a repeated row and an exactly parallel one, σ_b = 0 and > 0.
+
+    Depth 1 under ``jax.jit`` (abstract inputs: the scaled-form branches for inputs beyond 2^100 are
+    compiled and differentiated as well), depths 2 and 5 eagerly (the plain recursion only)."""
     x = _points(5)
     x = x.at[3].set(x[0]).at[4].set(2.0 * x[1])  # ρ = 1 off the diagonal too (ReLU: parallel points)
+    grads = _all_gradients(act, depth, jit=depth == 1)
     for sigma_b in (0.0, 0.3):
-        gx, gs = _all_gradients(act, depth)(x, jnp.array([1.4, sigma_b]))
+        gx, gs = grads(x, jnp.array([1.4, sigma_b]))
         assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gs)), (act, depth, sigma_b, gx, gs)
     # concrete σ_b = 0 is a network without biases (another description): eagerly, the NTK only
     gx = jax.grad(lambda v: kernels.ntk(v, depth=depth, activation=act, sigma_w=1.4).sum())(x)
