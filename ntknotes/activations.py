@@ -272,7 +272,7 @@ def warn_if_inaccurate(name: str, relative_bound: Array, *variances: Array) -> N
     and vanishes at |ρ| = 1 for equal variances, but near |ρ| = 1 it grows with the variance q:
     φ(√q z) steepens, its Hermite coefficients decay slowly, and the bound reaches ~1e-2 for tanh
     at q ≈ 30 (the actual error is typically 20 times smaller). Pairs whose bound exceeds
-    :func:`ntknotes.hermite_duals.refine_tolerance` are recomputed by a two-dimensional rule
+    ``ntknotes.hermite_duals.refine_tolerance(dtype)`` are recomputed by a two-dimensional rule
     (:meth:`ntknotes.hermite_duals.HermiteDual.accurate_pair`) and carry no bound, so this warns only
     where more such pairs came at once than are recomputed (256 × 64 per dual-map call, 256 × 4 per
     kernel tile and layer). Traced values (under ``jax.jit``) cannot be inspected and are not checked.

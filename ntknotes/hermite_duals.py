@@ -33,7 +33,7 @@ off (dual and derivative dual) at ρ = 0.999, inside the bound. :meth:`HermiteDu
 gives the bound relative to each map's scale.
 
 Where that relative bound exceeds :func:`refine_tolerance` (1e-11 in float64), the dual maps
-(:meth:`HermiteDual.dual_and_derivative`) and the fused kernels (:mod:`ntknotes.stax._fc`)
+(:meth:`HermiteDual.dual_and_derivative`) and the fused kernels (``ntknotes/stax/_fc.py``)
 recompute the pair by :meth:`HermiteDual.accurate_pair`, a two-dimensional product rule that
 stays accurate as |ρ| → 1 (u = √q1 z, v = √q2 (ρ z + √(1-ρ²) w), Gauss–Legendre panels in z and
 in w placed where the arguments of φ cross its steep region). Checked against nested adaptive
