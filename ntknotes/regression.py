@@ -325,7 +325,9 @@ def solve_operator(
         print(
             f"kernel solve: N={op.n:,}, {k_cols} right-hand sides, {est['tiles']:,} tiles of {op.tile}² on "
             f"{op.num_devices} device(s); one product {per:.3g} s; preconditioner (rank {rank}) ~{cols_s:.3g} s; "
-            f"at most {max_iter} iterations ~{per * max_iter / 60:.3g} min; memory ~{est['bytes'] / 2**30:.2f} GiB",
+            f"one product per CG iteration (progress=True predicts their number from the residual's decay; "
+            f"the budget of {max_iter:,} would take ~{per * max_iter / 60:.3g} min); "
+            f"memory ~{est['bytes'] / 2**30:.2f} GiB",
             file=sys.stderr,
             flush=True,
         )

@@ -51,6 +51,7 @@ __all__ = [
     "CGNotConvergedError",
     "NystromPreconditioner",
     "conjugate_gradient",
+    "predicted_iterations",
     "as_matvec",
 ]
 
@@ -234,6 +235,36 @@ class NystromPreconditioner:
         return cls(jnp.asarray(u, op.dtype), jnp.asarray(s, op.dtype), check_nonnegative(ridge, "ridge"), idx)
 
 
+def predicted_iterations(history: "list[float] | np.ndarray", tol: float) -> Optional[int]:
+    """CG's total iteration count extrapolated from its residuals so far.
+
+    Takes the mean decay rate of the relative residual over the second half of the iterations so
+    far (CG's residuals oscillate from one iteration to the next but fall roughly geometrically
+    over many) and extends it to ``tol``.
+    Returns None before two iterations or while the residual does not fall; the prediction is a
+    guide for progress bars and time estimates, not a bound.
+
+    Args:
+      history: relative residuals, history[0] at the start and one per iteration.
+      tol: the target relative residual (> 0).
+
+    Example::
+
+        predicted_iterations([1.0, 0.1, 0.01], 1e-6)   # -> 6
+    """
+    h = np.asarray(history, dtype=float)
+    if h.size < 3 or not np.all(h > 0):
+        return None
+    done = h.size - 1
+    if h[-1] <= tol:
+        return done
+    k = max(done - done // 2, 2)
+    rate = (np.log(h[-1]) - np.log(h[-1 - k])) / k  # mean log-decay per iteration
+    if not np.isfinite(rate) or rate >= 0:
+        return None
+    return done + int(np.ceil((np.log(tol) - np.log(h[-1])) / rate - 1e-9))
+
+
 def conjugate_gradient(
     a: Union[Callable, Array],
     b: Array,
@@ -262,7 +293,8 @@ def conjugate_gradient(
       x0: starting guess (default zeros).
       on_failure: ``"warn"`` (:class:`ConvergenceWarning`, result with ``converged=False``) or
         ``"raise"`` (:class:`CGNotConvergedError`) when the budget runs out.
-      progress: show a tqdm bar (iterations, current residual).
+      progress: show a tqdm bar (iterations, current residual); its total is re-estimated each
+        iteration by :func:`predicted_iterations`, so its remaining time is an estimate.
       check_residual: recompute the residual from the solution with one more product
         (reported as ``true_residual``).
     Returns:
@@ -337,6 +369,12 @@ def conjugate_gradient(
             p = z + beta * p
             rz = rz_new
             if bar is not None:
+                # the bar's total is the predicted count (max_iter is only the budget), so its
+                # remaining-time estimate means something
+                guess = predicted_iterations(history, tol)
+                if guess is not None:
+                    bar.total = min(max(guess, it + 1), max_iter)
+                    bar.refresh()
                 bar.update(1)
                 bar.set_postfix(residual=f"{history[-1]:.2e}")
             if not np.isfinite(history[-1]):

@@ -25,6 +25,7 @@ from ntknotes.solvers import (  # noqa: E402
     NotPositiveDefiniteError,
     NystromPreconditioner,
     conjugate_gradient,
+    predicted_iterations,
 )
 
 FC = dict(depth=3, sigma_w=1.4, sigma_b=0.1)
@@ -225,3 +226,19 @@ def test_bad_arguments_name_themselves(mnist, op2000):
     with pytest.raises(ValueError, match="mesh"):
         KernelOperator(fc_kernel("ntk", **FC), x, mesh="cpu")
     assert default_mesh().devices.size == len(jax.devices())
+
+
+def test_predicted_iterations_extrapolates_the_residual_decay():
+    """Exact for geometric residuals; None until it can tell; on plain CG with condition numbers
+    1e3 and 1e4 (residuals that oscillate), within 25% of the final count after a quarter of it."""
+    assert predicted_iterations([0.5**k for k in range(4)], 0.5**20) == 20
+    assert predicted_iterations([1.0, 0.1], 1e-6) is None  # one iteration: no rate yet
+    assert predicted_iterations([1.0, 1.0, 1.2], 1e-6) is None  # not falling
+    assert predicted_iterations([1.0, 0.1, 1e-7], 1e-6) == 2  # already converged
+    rng = np.random.default_rng(0)
+    n = 400
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    for lam in (np.geomspace(1, 1e-4, n), np.geomspace(1, 1e-3, n)):
+        res = conjugate_gradient((q * lam) @ q.T, rng.normal(size=n), tol=1e-8, max_iter=5000)
+        guess = predicted_iterations(res.history[: res.iterations // 4 + 1], 1e-8)
+        assert guess is not None and abs(guess / res.iterations - 1) < 0.25, (guess, res.iterations)
