@@ -4,7 +4,7 @@ Every case runs in a fresh Python subprocess (so peak memory is the case's own a
 count can be forced before JAX starts) and prints one JSON line; the parent prints a table.
 
     .venv/bin/python benchmarks/scale.py                          # N = 20k, 50k; CG on 1 device + direct at 20k
-    .venv/bin/python benchmarks/scale.py --n 100000 --no-direct --tol 1e-2  # the 100k case (32 min, shared 2 cores)
+    .venv/bin/python benchmarks/scale.py --n 100000 --no-direct --tol 1e-2  # the 100k case (20 min quiet, 2 cores)
     .venv/bin/python benchmarks/scale.py --n 20000 --devices 1 4   # 4 forced CPU devices against 1
     .venv/bin/python benchmarks/scale.py --json results.jsonl      # also append the rows to a file
 

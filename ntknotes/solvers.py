@@ -247,12 +247,23 @@ def predicted_iterations(history: "list[float] | np.ndarray", tol: float) -> Opt
     Args:
       history: relative residuals, history[0] at the start and one per iteration.
       tol: the target relative residual (> 0).
+    Raises:
+      ValueError for tol <= 0 or non-finite, a history that is not 1-D or holds negative or
+      non-finite residuals; TypeError for a history that is not numbers.
 
     Example::
 
         predicted_iterations([1.0, 0.1, 0.01], 1e-6)   # -> 6
     """
-    h = np.asarray(history, dtype=float)
+    tol = check_positive(tol, "tol")
+    try:
+        h = np.asarray(history, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"history must be a sequence of relative residuals (numbers), got {history!r}") from None
+    if h.ndim != 1:
+        raise ValueError(f"history must be one-dimensional (one residual per iteration), got shape {h.shape}")
+    if not np.all(np.isfinite(h)) or np.any(h < 0):
+        raise ValueError("history must hold finite residuals >= 0 (CG stops with an error on a non-finite one)")
     if h.size < 3 or not np.all(h > 0):
         return None
     done = h.size - 1

@@ -235,6 +235,15 @@ def test_predicted_iterations_extrapolates_the_residual_decay():
     assert predicted_iterations([1.0, 0.1], 1e-6) is None  # one iteration: no rate yet
     assert predicted_iterations([1.0, 1.0, 1.2], 1e-6) is None  # not falling
     assert predicted_iterations([1.0, 0.1, 1e-7], 1e-6) == 2  # already converged
+    for tol in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="tol"):
+            predicted_iterations([1.0, 0.1, 0.01], tol)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        predicted_iterations([[1.0, 0.1]], 1e-3)
+    with pytest.raises(ValueError, match="finite"):
+        predicted_iterations([1.0, float("nan"), 0.1], 1e-3)
+    with pytest.raises(TypeError, match="history"):
+        predicted_iterations(["a", "b"], 1e-3)
     rng = np.random.default_rng(0)
     n = 400
     q, _ = np.linalg.qr(rng.normal(size=(n, n)))
