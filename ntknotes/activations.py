@@ -151,6 +151,7 @@ def _correlation(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array, Arra
     return s1, s2, correlation(k11, k12, k22)
 
 
+@jax.jit  # one program per shape: an eager lax.cond would be traced and compiled at every call (60 ms)
 def correlation(k11: Array, k12: Array, k22: Array) -> Array:
     """ρ = k12/√(k11 k22) clipped to [-1, 1], 0 where a variance vanishes; arrays broadcast.
 
@@ -436,6 +437,26 @@ class Activation:
         k, kd, rel = self.hermite.dual_and_derivative(k11, k12, k22, bound=True)
         warn_if_inaccurate(self.name, rel, k11, k22)
         return jnp.broadcast_to(k, shape), jnp.broadcast_to(kd, shape)
+
+    def diagonal_duals(self, q: Array) -> tuple[Array, Array]:
+        """(E[φ(u)²], E[φ'(u)²]) for u ~ N(0, q): the dual maps at k11 = k12 = k22 = q.
+
+        The diagonal passes of the kernel recursions take this. On the Hermite series the tail
+        model is exact at ρ = 1 for equal variances, so the value carries no series error and no
+        pair needs the two-dimensional rule (which is then not compiled into the diagonal pass).
+
+        Args:
+          q: variances, any shape (>= 0).
+        Returns:
+          Two arrays of q's shape.
+
+        Example:
+          >>> k, kd = tanh().diagonal_duals(jnp.array([0.5, 2.0]))
+        """
+        if self.uses_series:
+            check_covariance(q, q, q)
+            return self.hermite.dual_and_derivative(q, q, q, refine=False)
+        return self.dual_and_derivative(q, q, q)
 
     def dual_error_bound(self, k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
         """Bounds on the error of (dual, dual_derivative): zeros for closed forms, else the series bound.

@@ -444,3 +444,23 @@ if __name__ == "__main__":
     if sys.argv[1:]:
         raise SystemExit("usage: python tests/test_activation_duals.py  (rewrites tests/data/dual_references.json)")
     _write_table()
+
+
+@pytest.mark.parametrize("name", ["tanh", "gelu", "relu"])
+def test_diagonal_duals_are_the_dual_maps_at_rho_one(name):
+    """E[φ(u)²], E[φ'(u)²] for u ~ N(0, q), as the diagonal passes take them, equal the dual maps at
+    k11 = k12 = k22 = q (on the series: its sum at ρ = 1, whose bound is 0), q over the table range."""
+    act = _act(name)
+    q = jnp.array([1e-3, 0.3, 1.0, 30.0, 900.0, 1e5])
+    k, kd = act.diagonal_duals(q)
+    k2, kd2 = act.dual_and_derivative(q, q, q)
+    np.testing.assert_allclose(np.asarray(k), np.asarray(k2), rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(kd), np.asarray(kd2), rtol=1e-14)
+    if name == "tanh":  # against one-dimensional scipy quadrature
+        f, g = SCALAR["tanh"]
+        for qi, ki, kdi in zip(np.asarray(q)[1:5], np.asarray(k)[1:5], np.asarray(kd)[1:5]):
+            s = math.sqrt(qi)
+            for fn, got in ((f, ki), (g, kdi)):
+                want = integrate.quad(lambda z: fn(s * z) ** 2 * math.exp(-z * z / 2), -40, 40, points=[0.0],
+                                      epsabs=0, epsrel=1e-13, limit=400)[0] / math.sqrt(2 * math.pi)
+                assert abs(got / want - 1) < 1e-10, (qi, got, want)

@@ -235,31 +235,41 @@ def test_paper_presets_run_at_reduced_size(name):
     assert arrays and all(np.isfinite(a).any() for a in arrays)
 
 
-def test_ensemble_result_is_cached_and_reloaded(tmp_path):
+@pytest.fixture(scope="module")
+def small_ensemble():
+    """One reduced ensemble run (key 1), shared by the tests below (each run compiles for ~5 s)."""
     cfg = dataclasses.replace(lin.PRESETS["ensemble"]["ci"], **_SMALL["ensemble"])
-    first = lin.ensemble(cfg, key=jax.random.PRNGKey(1), cache=tmp_path)
-    files = list(tmp_path.glob("*.npz"))
-    assert len(files) == 1
+    return cfg, lin.ensemble(cfg, key=jax.random.PRNGKey(1))
+
+
+def test_ensemble_result_is_cached_and_reloaded(tmp_path, small_ensemble, monkeypatch):
+    cfg, ref = small_ensemble
+    monkeypatch.setattr(lin, "_ensemble", lambda *a, **k: ref)  # the run, without training again
+    lin.ensemble(cfg, key=jax.random.PRNGKey(1), cache=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    # from now on a computation would fail: the second call must read the file
+    monkeypatch.setattr(lin, "_ensemble", lambda *a, **k: pytest.fail("recomputed a cached result"))
     again = lin.ensemble(cfg, key=jax.random.PRNGKey(1), cache=tmp_path)
-    for f in dataclasses.fields(first):
-        np.testing.assert_array_equal(np.asarray(getattr(again, f.name)), np.asarray(getattr(first, f.name)))
+    for f in dataclasses.fields(ref):
+        np.testing.assert_array_equal(np.asarray(getattr(again, f.name)), np.asarray(getattr(ref, f.name)))
     # the ensemble moments are those of the members: variance is the unbiased sample variance
     assert again.ens_var.shape == again.gp_var.shape == (3, 5)
+
+
+def test_ensemble_cache_name_depends_on_key_and_version(tmp_path, small_ensemble, monkeypatch):
+    cfg, ref = small_ensemble
+    runs = []
+    monkeypatch.setattr(lin, "_ensemble", lambda *a, **k: runs.append(a) or ref)  # no training here
+    lin.ensemble(cfg, key=jax.random.PRNGKey(1), cache=tmp_path)
     lin.ensemble(cfg, key=jax.random.PRNGKey(2), cache=tmp_path)  # another key, another file
     assert len(list(tmp_path.glob("*.npz"))) == 2
-
-
-def test_ensemble_cache_name_depends_on_version(tmp_path, monkeypatch):
-    cfg = dataclasses.replace(lin.PRESETS["ensemble"]["ci"], **_SMALL["ensemble"])
-    lin.ensemble(cfg, key=jax.random.PRNGKey(1), cache=tmp_path)
     monkeypatch.setattr(lin, "__version__", "0.0.0-other")
     lin.ensemble(cfg, key=jax.random.PRNGKey(1), cache=tmp_path)  # another version, another file
-    assert len(list(tmp_path.glob("*.npz"))) == 2
+    assert len(list(tmp_path.glob("*.npz"))) == 3 and len(runs) == 3
 
 
-def test_ensemble_z_scores_and_control_variate():
-    cfg = dataclasses.replace(lin.PRESETS["ensemble"]["ci"], **_SMALL["ensemble"])
-    res = lin.ensemble(cfg, key=jax.random.PRNGKey(1))
+def test_ensemble_z_scores_and_control_variate(small_ensemble):
+    res = small_ensemble[1]
     # at step 0, P_0 = 0: the adjusted output f_0 − c_0 = P_0 f_0(X) is exactly zero for every member
     np.testing.assert_array_equal(res.adj_mean[0], 0.0)
     np.testing.assert_array_equal(res.adj_sd[0], 0.0)
@@ -287,16 +297,20 @@ def test_critical_residual_weights_give_the_linearized_loss():
         assert abs(pred / res.loss_lin[0, s] - 1) < 1e-8
 
 
-def test_weight_change_records_the_initial_kernel_distance():
+@pytest.fixture(scope="module")
+def small_weight_change():
     cfg = dataclasses.replace(lin.PRESETS["weight_change"]["ci"], **_SMALL["weight_change"])
-    res = lin.weight_change(cfg, key=jax.random.PRNGKey(0))
+    return lin.weight_change(cfg, key=jax.random.PRNGKey(0))
+
+
+def test_weight_change_records_the_initial_kernel_distance(small_weight_change):
+    res = small_weight_change
     assert res.ntk_init_dev.shape == (2,) and np.all((res.ntk_init_dev > 0) & (res.ntk_init_dev < 1))
     assert "ntk_init" in res.slopes
 
 
-def test_result_save_load_round_trip(tmp_path):
-    cfg = dataclasses.replace(lin.PRESETS["weight_change"]["ci"], **_SMALL["weight_change"])
-    res = lin.weight_change(cfg, key=jax.random.PRNGKey(0))
+def test_result_save_load_round_trip(tmp_path, small_weight_change):
+    res = small_weight_change
     back = lin.WeightChangeResult.load(res.save(tmp_path / "wc.npz"))
     np.testing.assert_array_equal(back.weight_change, res.weight_change)
     assert back.slopes == res.slopes and back.lr == res.lr

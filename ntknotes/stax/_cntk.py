@@ -117,7 +117,7 @@ def _variances(act: Activation, x: Array, sw2: Array, sb2: Array, depth: int) ->
     q = sw2 / 9.0 * _box(jnp.moveaxis(jnp.mean(x * x, axis=-1), 0, -1), False) + sb2  # (H, W, N)
 
     def body(q, _):
-        c = act.dual(q, q, q)
+        c = act.diagonal_duals(q)[0]
         return sw2 / 9.0 * _box(c, False) + sb2, q
 
     _, qs = jax.lax.scan(body, q, None, length=depth)

@@ -121,10 +121,25 @@ def _fc_path(spec: _fc.FCSpec, x1, x2, *, want_ntk: bool, diagonal: bool, block_
             qmax.append(jnp.max(q))
         return xb, q, e, _fc.point_jit(spec.act, q)
 
+    def refine_mode(args, p1, p2) -> str:
+        """For traced inputs whose values are known (``jax.grad`` without ``jit``), whether the tile
+        needs its refined recursion, decided on those values: the differentiated program then holds
+        only the path that runs, not both under ``lax.cond`` (each costs seconds of compile time
+        on two cores). Under ``jit``: "auto", both paths and ``lax.cond``."""
+        if not spec.act.uses_series:
+            return "auto"
+        known = _fc.concrete((args[1:], p1, p2))
+        if known is None:
+            return "auto"
+        vals, c1, c2 = known
+        n = int(_fc.tile_jit(args[0], *vals, track=True, p1=c1, p2=c2, refine="never", huge=huge)[3])
+        return "always" if 0 < n <= _fc.TILE_CAPACITY else "never"
+
     def tile(a, b, same):
         args = (spec.act, a[0], b[0], a[1], b[1], a[2], b[2], *consts, d, same)
         # untraced: the fast path, rerun with the inaccurate pairs refined where its bound says so
-        out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine="never" if track else "auto", huge=huge)
+        mode = "never" if track else refine_mode(args, a[3], b[3])
+        out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine=mode, huge=huge)
         if track and 0 < int(out[3]) <= _fc.TILE_CAPACITY:
             out = _fc.tile_jit(*args, track=track, p1=a[3], p2=b[3], refine="always", huge=huge)
         if track:

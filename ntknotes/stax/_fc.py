@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -154,7 +154,7 @@ def diag_recursion(act: Activation, sq: Array, d: int, sw2: Array, sb2: Array, a
     def body(carry, ab):
         q, th = carry
         al, bl = ab
-        c, cd = act.dual_and_derivative(q, q, q)
+        c, cd = act.diagonal_duals(q)
         return (sw2 * c + sb2, th * sw2 * cd + al * c + bl), q
 
     if e is None or act.scaled_pair_fn is None:
@@ -342,8 +342,10 @@ def cross_recursion(act, gram, q1, q2, same, d, sw2, sb2, a, b, collect: bool, e
             flagged = jnp.sum(err > tol)
         return (s, th, jnp.max(err), flagged) if track else (s, th)
 
-    # the bound's running sum: one entry per pair when tracked, else a scalar zero (no extra array)
-    s, th, err, first_layers, ys = scan_body(jnp.zeros(shape if track else (), gram.dtype))
+    # the bound's running sum: one entry per pair when tracked or refined, else a scalar zero (no
+    # extra array)
+    per_pair = track or (act.uses_series and not scaled)
+    s, th, err, first_layers, ys = scan_body(jnp.zeros(shape if per_pair else (), gram.dtype))
     if not collect:
         if not track:
             return s, th
@@ -373,17 +375,25 @@ def needs_scaling(*xs) -> bool:
     under ``jax.jit`` (their values are unknown) and for any row with max |x| > 2^100; False lets
     :func:`diag_jit` and :func:`tile_jit` compile only the plain recursion (a third of erf's
     compile time)."""
-    for x in xs:
-        if x is None:
-            continue
-        if isinstance(x, jax.core.Tracer):
-            # under jax.grad / jvp (not jit) the primal values are known
-            x = None if _concrete_value is None else _concrete_value(x)
-            if x is None:
-                return True
-        if np.size(x) and float(np.max(np.abs(np.asarray(x)))) > _SCALE_FROM:
-            return True
-    return False
+    known = concrete(xs)  # under jax.grad / jvp (not jit) the primal values are known
+    if known is None:
+        return True
+    return any(x is not None and np.size(x) and float(np.max(np.abs(np.asarray(x)))) > _SCALE_FROM
+               for x in known)
+
+
+def concrete(tree: Any) -> Any:
+    """``tree`` with every tracer replaced by the value behind it (known under ``jax.grad``/``jvp``
+    without ``jit``), or None when some value is unknown (under ``jax.jit``)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    out = []
+    for leaf in leaves:
+        if isinstance(leaf, jax.core.Tracer):
+            leaf = None if _concrete_value is None else _concrete_value(leaf)
+            if leaf is None:
+                return None
+        out.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 try:  # the value behind a tracer when it is known (jax.grad without jit); private, hence the fallback
