@@ -16,7 +16,7 @@ NBVAL_CHAPTERS := $(SLOW_FIRST) $(filter-out $(SLOW_FIRST),$(CHAPTERS))
 # hands them to the book build (book/_ext/executed_cache.py), which then executes nothing twice.
 EXECUTED := _build/executed
 
-.PHONY: book test venv pytest nbval book-strict chromium notebooks twins colab colab-one clean
+.PHONY: book test venv pytest nbval checks book-strict chromium notebooks twins colab colab-one clean
 
 # The virtual environment; re-installed when the dependency lists change. Where the stdlib
 # venv lacks ensurepip (Debian without python3-venv), virtualenv from pip stands in.
@@ -57,6 +57,21 @@ nbval: $(STAMP)
 	rm -rf $(EXECUTED)
 	$(STACK) $(BIN)/python -m pytest -q $(XDIST) --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider --no-loadscope-reorder --executed-dir $(EXECUTED) $(NBVAL_ARGS) $(NBVAL_CHAPTERS)
 
+# `make test` runs both in one session (`checks`), so that neither core idles while the other
+# finishes the last test file or chapter: the chapters first, longest first except that the
+# shortest is third (xdist queues a second unit on each worker at the start, and the one behind
+# chapter 05 should be short), then the test files, largest first (CPU seconds measured with
+# --durations=0), the many small ones last to fill the gaps.
+CHECK_CHAPTERS := $(foreach n,05 04 01 07 03 00 06 02,$(filter book/$(n)_%,$(CHAPTERS)))
+BIG_TESTS := $(foreach t,reliability_gradients stax training activation_duals solvers deep_limit \
+  reliability_accuracy empirical gp_recursion_experiments finite_width data_files conv kernels,\
+  $(wildcard tests/test_$(t).py))
+CHECK_TESTS := $(BIG_TESTS) $(filter-out $(BIG_TESTS) tests/test_site.py,$(wildcard tests/test_*.py))
+checks: $(STAMP)
+	@test -n "$(CHAPTERS)" || { echo "no chapter notebooks book/NN_*.ipynb found"; exit 1; }
+	rm -rf $(EXECUTED)
+	$(STACK) $(BIN)/python -m pytest -q $(XDIST) --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider --no-loadscope-reorder --executed-dir $(EXECUTED) $(CHECK_CHAPTERS) $(CHECK_TESTS)
+
 # The strict build executes every chapter (the cache emptied first), unless REUSE_NBVAL=1, as
 # in `make test`: then the chapters come with the outputs of the nbval run just before, and
 # only a chapter nbval did not pass is executed.
@@ -67,8 +82,7 @@ book-strict: $(STAMP)
 	$(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 
 test: $(STAMP) chromium
-	$(MAKE) pytest
-	$(MAKE) nbval
+	$(MAKE) checks
 	$(MAKE) book-strict REUSE_NBVAL=1
 	$(BIN)/python -m pytest tests/test_site.py -q
 	$(MAKE) colab-one

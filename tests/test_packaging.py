@@ -154,10 +154,14 @@ def _recipe(target: str) -> str:
 def test_make_test_runs_every_stage():
     assert re.search(r"^test: \$\(STAMP\) chromium$", MAKEFILE, flags=re.M)
     recipe = _recipe("test")
-    assert re.findall(r"\$\(MAKE\) (\S+)", recipe) == ["pytest", "nbval", "book-strict", "colab-one"]
+    assert re.findall(r"\$\(MAKE\) (\S+)", recipe) == ["checks", "book-strict", "colab-one"]
     assert "tests/test_site.py" in recipe, "the page test runs after the strict build"
     assert "-W -n --keep-going" in _recipe("book-strict")
     assert "--nbval-lax" in _recipe("nbval")
+    # checks = pytest and nbval in one session: every chapter and every test file but the page test
+    checks = _recipe("checks")
+    assert "--nbval-lax" in checks and "$(CHECK_CHAPTERS) $(CHECK_TESTS)" in checks
+    assert "$(wildcard tests/test_*.py)" in MAKEFILE and "filter-out $(BIG_TESTS) tests/test_site.py" in MAKEFILE
     venv = _recipe("$(STAMP)")
     assert "-m venv" in venv and "-c constraints.txt" in venv and ".[book,test]" in venv
     assert "apt-get install" in _recipe("chromium")
