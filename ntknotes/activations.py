@@ -453,8 +453,15 @@ class Activation:
         Example:
           >>> k, kd = tanh().diagonal_duals(jnp.array([0.5, 2.0]))
         """
+        if not isinstance(q, jax.core.Tracer):
+            try:
+                q = jnp.asarray(q)
+            except TypeError:
+                raise TypeError(f"q must be an array of variances, got {type(q).__name__}") from None
+            if not (jnp.issubdtype(q.dtype, jnp.floating) or jnp.issubdtype(q.dtype, jnp.integer)):
+                raise TypeError(f"q must be an array of real variances, got dtype {q.dtype}")
+        check_covariance(q, q, q, names=("q", "q", "q"))
         if self.uses_series:
-            check_covariance(q, q, q)
             return self.hermite.dual_and_derivative(q, q, q, refine=False)
         return self.dual_and_derivative(q, q, q)
 

@@ -464,3 +464,14 @@ def test_diagonal_duals_are_the_dual_maps_at_rho_one(name):
                 want = integrate.quad(lambda z: fn(s * z) ** 2 * math.exp(-z * z / 2), -40, 40, points=[0.0],
                                       epsabs=0, epsrel=1e-13, limit=400)[0] / math.sqrt(2 * math.pi)
                 assert abs(got / want - 1) < 1e-10, (qi, got, want)
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu"])
+def test_diagonal_duals_reject_bad_variances(name):
+    act = _act(name)
+    with pytest.raises(ValueError, match="q is a variance"):
+        act.diagonal_duals(jnp.array([-1.0, 1.0]))
+    with pytest.raises(ValueError, match="q contains NaN"):
+        act.diagonal_duals(jnp.array([jnp.nan]))
+    with pytest.raises(TypeError, match="q must be an array"):
+        act.diagonal_duals("x")
